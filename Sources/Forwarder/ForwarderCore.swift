@@ -1,0 +1,645 @@
+import CForwarderSys
+
+/// The forwarder's decisions, with no I/O and no clock of its own.
+///
+/// Events come in as method calls carrying `now` (monotonic nanoseconds);
+/// what to do comes out as `actions` (drained by the shell or a test) plus,
+/// for the hot path, an immediate reply written straight into the caller's
+/// buffer by `handleQuery` (cache hits, local data, FORMERR, over-limit SERVFAIL).
+/// Timers are not armed by action: the shell asks `nextDeadline` and calls
+/// `handleTimers(now:)` when it passes.
+public final class ForwarderCore {
+    public struct Config: Sendable {
+        public var servers: [ServerSpec] = []
+        public var policy: UpstreamPolicy = .bestRTT
+        public var cacheSize = 150
+        public var negativeCache = true
+        public var logQueries = false
+        public var forwardMax = 4096
+        public var addressRules: [AddressRule] = []
+        /// `--server=/DOMAIN/` with no address: answered locally only (NXDOMAIN if unknown).
+        public var localDomains: [String] = []
+        public var hosts = HostsTable()
+        /// The longest a client waits before it gets SERVFAIL.
+        public var clientDeadline: UInt64 = 3_000_000_000
+        /// With no upstream at all, a query is held this long for one to appear.
+        public var holdWithoutServers: UInt64 = 2_000_000_000
+        /// Largest EDNS UDP size honoured for replies to clients.
+        public var maxUDPReply = 4096
+        public var maxWaitersPerQuery = 256
+        public var seed: UInt64 = 0x9E3779B97F4A7C15
+        public init() {}
+    }
+
+    public enum Action: Equatable {
+        /// Send `bytes` to the client (shell adds TCP framing / PKTINFO source).
+        case reply(ClientRef, [UInt8])
+        /// Send a query for attempt `attempt` to `server`, over a fresh socket of `transport`.
+        case send(attempt: Int, server: Endpoint, transport: Transport, bytes: [UInt8])
+        /// The attempt is over: close its socket.
+        case cancel(attempt: Int)
+        /// One log line (without the "forwarder[PID]: " prefix).
+        case log(String)
+    }
+
+    public struct Stats: Sendable {
+        public var queries = 0
+        public var cacheAnswers = 0
+        public var localAnswers = 0
+        public var forwarded = 0
+        public var coalesced = 0
+        public var servfailNoAnswer = 0
+        public var servfailOverLimit = 0
+        public var formerr = 0
+        public var droppedQueries = 0
+        public var droppedSpoofed = 0
+        public var droppedLate = 0
+        public var droppedMalformedReplies = 0
+    }
+
+    struct Waiter {
+        var client: ClientRef
+        /// Header + question of the client's query (ID, RD, letter case come from here).
+        var head: [UInt8]
+        var maxSize: Int
+    }
+
+    struct Pending {
+        var key: [UInt8]
+        var query: [UInt8]
+        var nameEnd: Int
+        var questionEnd: Int
+        var qtype: UInt16
+        var name: String
+        var waiters: [Waiter]
+        var candidates: [Int]
+        var order: [Int]
+        var nextIndex = 0
+        var active: [Int] = []
+        var excluded: Set<Int> = []
+        var deadline: UInt64
+        var transport: Transport
+        var started: UInt64
+    }
+
+    struct Attempt {
+        var pending: Int
+        var server: Int
+        var endpoint: Endpoint
+        var upstreamID: UInt16
+        var sentAt: UInt64
+        var deadline: UInt64
+        var transport: Transport
+        var timedOut = false
+    }
+
+    public private(set) var config: Config
+    public private(set) var selector: UpstreamSelector
+    var cache: ReplyCache
+    public private(set) var stats = Stats()
+    public var actions: [Action] = []
+
+    var pendings: [Int: Pending] = [:]
+    var pendingByKey: [[UInt8]: Int] = [:]
+    var attempts: [Int: Attempt] = [:]
+    var idsInUse = [UInt64](repeating: 0, count: 1024)
+    var timers = TimerHeap()
+    var nextPendingID = 1
+    var nextAttemptID = 1
+    var rng: UInt64
+    var lastOverLimitLog: UInt64 = 0
+    var overLimitSinceLog = 0
+
+    public init(config: Config) {
+        self.config = config
+        self.selector = UpstreamSelector(policy: config.policy)
+        self.selector.setServers(config.servers)
+        self.cache = ReplyCache(capacity: config.cacheSize)
+        self.rng = config.seed == 0 ? 0x9E3779B97F4A7C15 : config.seed
+    }
+
+    public var inFlight: Int { pendings.count }
+    public func hasAttempt(_ aid: Int) -> Bool { attempts[aid] != nil }
+    public var cacheCount: Int { cache.count }
+    public var cacheHits: Int { cache.hits }
+    public var cacheMisses: Int { cache.misses }
+
+    public func takeActions() -> [Action] {
+        let a = actions
+        actions.removeAll(keepingCapacity: true)
+        return a
+    }
+
+    // MARK: randomness
+
+    func random() -> UInt64 {
+        rng ^= rng >> 12; rng ^= rng << 25; rng ^= rng >> 27
+        return rng &* 0x2545F4914F6CDD1D
+    }
+
+    func freshID() -> UInt16 {
+        for _ in 0..<64 {
+            let id = UInt16(truncatingIfNeeded: random() >> 17)
+            if idsInUse[Int(id >> 6)] & (1 << UInt64(id & 63)) == 0 {
+                idsInUse[Int(id >> 6)] |= 1 << UInt64(id & 63)
+                return id
+            }
+        }
+        // Extremely full: linear scan from a random point.
+        let start = Int(random() & 0xFFFF)
+        for k in 0..<65536 {
+            let id = UInt16((start + k) & 0xFFFF)
+            if idsInUse[Int(id >> 6)] & (1 << UInt64(id & 63)) == 0 {
+                idsInUse[Int(id >> 6)] |= 1 << UInt64(id & 63)
+                return id
+            }
+        }
+        return UInt16(start)
+    }
+
+    func releaseID(_ id: UInt16) {
+        idsInUse[Int(id >> 6)] &= ~(1 << UInt64(id & 63))
+    }
+
+    func log(_ s: @autoclosure () -> String) {
+        if config.logQueries { actions.append(.log(s())) }
+    }
+
+    // MARK: queries from clients
+
+    /// A query arrived. Returns the length of an immediate reply written into `out`
+    /// (0: nothing now; a reply may come later as an action, or the packet was dropped).
+    @discardableResult
+    public func handleQuery(_ b: UnsafeRawBufferPointer, from client: ClientRef, now: UInt64,
+                            replyInto out: UnsafeMutableRawBufferPointer) -> Int {
+        let q: Wire.Query
+        switch Wire.parseQuery(b) {
+        case .drop:
+            stats.droppedQueries += 1
+            return 0
+        case .formErr:
+            if b[2] & 0x80 != 0 { stats.droppedQueries += 1; return 0 }
+            stats.formerr += 1
+            return LocalReply.headerOnly(query: b, rcode: 1, into: out)
+        case .ok(let parsed):
+            q = parsed
+        }
+        if q.isResponse { stats.droppedQueries += 1; return 0 }
+        if q.opcode != 0 {
+            return LocalReply.headerOnly(query: b, rcode: 4, into: out)
+        }
+        stats.queries += 1
+        let maxSize: Int
+        if client.transport == .tcp { maxSize = min(65535, out.count) }
+        else { maxSize = min(out.count, q.hasEDNS ? max(512, min(q.ednsSize, config.maxUDPReply)) : 512) }
+
+        if config.logQueries {
+            let name = Wire.nameText(b, 12) ?? "?"
+            log("query[\(Wire.typeName(q.qtype))] \(name) from \(client.peer.addressText)")
+        }
+
+        // 1. cache
+        if cache.capacity > 0 {
+            if let idx = cache.find(b, questionEnd: q.questionEnd, flags: Wire.keyFlags(q), now: now) {
+                var n = cache.serve(idx, query: b, questionEnd: q.questionEnd, now: now, into: out)
+                if n > 0 {
+                    cache.hits += 1
+                    stats.cacheAnswers += 1
+                    if config.logQueries { logAnswer("cached", UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(out)[0..<n]), qtype: q.qtype) }
+                    if n > maxSize { n = Wire.truncateInPlace(out, questionEnd: q.questionEnd) }
+                    return n
+                }
+            }
+            cache.misses += 1
+        }
+
+        // 2. local data
+        if !config.addressRules.isEmpty || !config.hosts.isEmpty || !config.localDomains.isEmpty {
+            let n = answerLocally(b, q, now: now, into: out)
+            if n > 0 { stats.localAnswers += 1; return n }
+        }
+
+        // 3. forward (or join an identical query in flight)
+        var key = Wire.cacheKey(b, q)
+        key.append(client.transport == .tcp ? 1 : 0)
+        let head = Array(b[0..<q.questionEnd])
+        let waiter = Waiter(client: client, head: head, maxSize: maxSize)
+        if let pid = pendingByKey[key] {
+            if pendings[pid]!.waiters.count < config.maxWaitersPerQuery {
+                pendings[pid]!.waiters.append(waiter)
+                stats.coalesced += 1
+                return 0
+            }
+            stats.servfailOverLimit += 1
+            return LocalReply.write(query: b, questionEnd: q.questionEnd, rcode: 2, qtype: q.qtype, ttl: 0, answers: [], aa: false, into: out)
+        }
+        if pendings.count >= config.forwardMax {
+            stats.servfailOverLimit += 1
+            overLimitSinceLog += 1
+            if now &- lastOverLimitLog >= 5_000_000_000 || lastOverLimitLog == 0 {
+                lastOverLimitLog = now
+                actions.append(.log("maximum number of concurrent DNS queries reached (max: \(config.forwardMax)); answering SERVFAIL (\(overLimitSinceLog) since last warning)"))
+                overLimitSinceLog = 0
+            }
+            return LocalReply.write(query: b, questionEnd: q.questionEnd, rcode: 2, qtype: q.qtype, ttl: 0, answers: [], aa: false, into: out)
+        }
+
+        let name = Wire.nameText(b, 12) ?? "?"
+        let lname = name.lowercased()
+        let cands = selector.candidates(forName: selector.hasDomainServers ? lname : nil)
+        let query = Array(b)
+        let pid = nextPendingID
+        nextPendingID += 1
+        var p = Pending(key: key, query: query, nameEnd: q.nameEnd, questionEnd: q.questionEnd, qtype: q.qtype,
+                        name: name, waiters: [waiter], candidates: cands,
+                        order: selector.order(cands, now: now),
+                        deadline: now &+ (cands.isEmpty ? config.holdWithoutServers : config.clientDeadline),
+                        transport: client.transport, started: now)
+        if cands.isEmpty {
+            // Held until servers appear or the deadline passes.
+            p.order = []
+        }
+        pendings[pid] = p
+        pendingByKey[key] = pid
+        timers.push(p.deadline, kind: .pending, id: pid)
+        if !cands.isEmpty {
+            stats.forwarded += 1
+            startNext(pid, now: now, first: true)
+        }
+        return 0
+    }
+
+    /// Answers from --address, hosts files and local-only domains. 0 = not local.
+    func answerLocally(_ b: UnsafeRawBufferPointer, _ q: Wire.Query, now: UInt64, into out: UnsafeMutableRawBufferPointer) -> Int {
+        guard q.qclass == 1 || q.qclass == 255 else { return 0 }
+        let name = Wire.nameText(b, 12) ?? ""
+        let lname = name.lowercased()
+        // --address: longest matching domain wins
+        var best: AddressRule? = nil
+        var bestLen = -1
+        for r in config.addressRules {
+            for d in r.domains where UpstreamSelector.nameMatches(lname, d) && d.count > bestLen {
+                best = r; bestLen = d.count
+            }
+        }
+        if let r = best {
+            if r.nxdomain {
+                log("config \(name) is NXDOMAIN")
+                return LocalReply.write(query: b, questionEnd: q.questionEnd, rcode: 3, qtype: q.qtype, ttl: 0, answers: [], aa: true, into: out)
+            }
+            return writeAddresses(b, q, name: name, v4: r.v4, v6: r.v6, source: "config", into: out)
+        }
+        if let h = config.hosts.names[lname] {
+            return writeAddresses(b, q, name: name, v4: h.v4, v6: h.v6, source: h.source, into: out)
+        }
+        for d in config.localDomains where UpstreamSelector.nameMatches(lname, d) {
+            log("config \(name) is NXDOMAIN")
+            return LocalReply.write(query: b, questionEnd: q.questionEnd, rcode: 3, qtype: q.qtype, ttl: 0, answers: [], aa: true, into: out)
+        }
+        return 0
+    }
+
+    func writeAddresses(_ b: UnsafeRawBufferPointer, _ q: Wire.Query, name: String, v4: [[UInt8]], v6: [[UInt8]],
+                        source: String, into out: UnsafeMutableRawBufferPointer) -> Int {
+        let answers: [[UInt8]]
+        switch q.qtype {
+        case 1: answers = v4
+        case 28: answers = v6
+        default: answers = []
+        }
+        if config.logQueries {
+            if answers.isEmpty {
+                log("\(source) \(name) is NODATA")
+            } else {
+                for a in answers { log("\(source) \(name) is \(a.count == 4 ? IPText.v4(a) : IPText.v6(a))") }
+            }
+        }
+        return LocalReply.write(query: b, questionEnd: q.questionEnd, rcode: 0, qtype: q.qtype, ttl: 0, answers: answers, aa: true, into: out)
+    }
+
+    // MARK: attempts
+
+    /// Sends the pending query to the next server(s) per policy.
+    func startNext(_ pid: Int, now: UInt64, first: Bool) {
+        guard var p = pendings[pid] else { return }
+        if selector.policy == .allServers && first {
+            for s in p.order where !p.excluded.contains(s) { sendAttempt(&p, pid: pid, server: s, now: now) }
+            pendings[pid] = p
+            if p.active.isEmpty { finishFailed(pid, now: now) }
+            return
+        }
+        // Next server not excluded and not already active; wrap around for another round
+        // (only servers that timed out remain eligible).
+        var tries = 0
+        let n = p.order.count
+        while tries < n {
+            let s = p.order[p.nextIndex % n]
+            p.nextIndex += 1
+            tries += 1
+            if p.excluded.contains(s) { continue }
+            if p.active.contains(where: { attempts[$0]?.server == s && attempts[$0]?.timedOut == false }) { continue }
+            sendAttempt(&p, pid: pid, server: s, now: now)
+            // A down server whose probe is due gets this query too, in parallel.
+            if first, let probe = selector.probeDue(p.candidates, except: s, now: now), !p.excluded.contains(probe) {
+                sendAttempt(&p, pid: pid, server: probe, now: now)
+            }
+            pendings[pid] = p
+            return
+        }
+        pendings[pid] = p
+        // Nobody left to try: if attempts are still out, wait for them; otherwise SERVFAIL.
+        let live = p.active.contains { attempts[$0] != nil }
+        if !live { finishFailed(pid, now: now) }
+    }
+
+    func sendAttempt(_ p: inout Pending, pid: Int, server: Int, now: UInt64) {
+        let aid = nextAttemptID
+        nextAttemptID += 1
+        let id = freshID()
+        var bytes = p.query
+        bytes[0] = UInt8(id >> 8); bytes[1] = UInt8(id & 0xff)
+        let ep = selector.servers[server].spec.endpoint
+        var timeout = selector.timeout(for: server)
+        if p.transport == .tcp { timeout = max(timeout * 2, 1_000_000_000) }
+        let deadline = min(now &+ timeout, p.deadline)
+        attempts[aid] = Attempt(pending: pid, server: server, endpoint: ep, upstreamID: id, sentAt: now,
+                                deadline: deadline, transport: p.transport)
+        p.active.append(aid)
+        selector.noteSent(server)
+        timers.push(deadline, kind: .attempt, id: aid)
+        log("forwarded \(p.name) to \(ep.serverText)")
+        actions.append(.send(attempt: aid, server: ep, transport: p.transport, bytes: bytes))
+    }
+
+    func endAttempt(_ aid: Int) {
+        guard let a = attempts.removeValue(forKey: aid) else { return }
+        releaseID(a.upstreamID)
+        selector.noteDone(a.server)
+        if var p = pendings[a.pending] {
+            p.active.removeAll { $0 == aid }
+            pendings[a.pending] = p
+        }
+        actions.append(.cancel(attempt: aid))
+    }
+
+    // MARK: upstream events
+
+    /// Bytes arrived on attempt `attempt`'s socket from `from`.
+    public func handleUpstreamReply(attempt aid: Int, bytes b: UnsafeRawBufferPointer, from: Endpoint, now: UInt64) {
+        guard let a = attempts[aid], let p = pendings[a.pending] else {
+            stats.droppedLate += 1
+            return
+        }
+        // Anti-spoofing: same address and port, same ID, a response, same question.
+        guard from == a.endpoint, b.count >= 12, Wire.u16(b, 0) == a.upstreamID, b[2] & 0x80 != 0,
+              p.query.withUnsafeBytes({ Wire.sameQuestion(b, $0, queryNameEnd: p.nameEnd) }) else {
+            stats.droppedSpoofed += 1
+            return
+        }
+        guard let info = Wire.scanReply(b, collectOffsets: cache.capacity > 0) else {
+            stats.droppedMalformedReplies += 1
+            log("reply from \(a.endpoint.serverText) is malformed, retrying")
+            failAttempt(aid, now: now, timedOut: false)
+            return
+        }
+        let rtt = Double(now &- a.sentAt) / 1e9
+        if info.rcode == 5 || info.rcode == 2 {
+            log("reply from \(a.endpoint.serverText) is \(info.rcode == 5 ? "REFUSED" : "SERVFAIL"), retrying")
+            failAttempt(aid, now: now, timedOut: false)
+            return
+        }
+        selector.noteSuccess(a.server, rtt: rtt, nxdomain: info.rcode == 3)
+        // Cache it.
+        if cache.capacity > 0 && !info.truncated {
+            var ttl: UInt32? = nil
+            if info.rcode == 0 && info.answerCount > 0 {
+                ttl = info.minTTL
+            } else if (info.rcode == 3 || (info.rcode == 0 && info.answerCount == 0)) && config.negativeCache {
+                ttl = info.negativeTTL
+            }
+            if let t = ttl, t > 0 {
+                var key = p.key
+                key.removeLast()
+                cache.insert(key: key, reply: Array(b), ttlOffsets: info.ttlOffsets, ttl: t, now: now)
+            }
+        }
+        if config.logQueries { logAnswer("reply", b, qtype: p.qtype, rcode: info.rcode) }
+        deliver(a.pending, reply: b)
+    }
+
+    /// Sending attempt `attempt` failed with `errno` (e.g. EPERM from a local firewall,
+    /// ECONNREFUSED/ECONNRESET on TCP).
+    public func handleSendFailure(attempt aid: Int, errno e: Int32, now: UInt64) {
+        guard let a = attempts[aid] else { return }
+        var buf = [CChar](repeating: 0, count: 128)
+        fwd_strerror(e, &buf, 128)
+        let text = String(cString: buf)
+        // Always logged: this is an operational error, not query logging.
+        actions.append(.log("failed to send to \(a.endpoint.serverText): \(text)"))
+        failAttempt(aid, now: now, timedOut: false)
+    }
+
+    func failAttempt(_ aid: Int, now: UInt64, timedOut: Bool) {
+        guard let a = attempts[aid] else { return }
+        selector.noteFailure(a.server, now: now, timedOut: timedOut)
+        selector.noteRetried(a.server)
+        if var p = pendings[a.pending] {
+            if !timedOut { p.excluded.insert(a.server) }
+            pendings[a.pending] = p
+        }
+        if !timedOut { endAttempt(aid) }
+        startNext(a.pending, now: now, first: false)
+    }
+
+    /// Sends the reply to every waiter and forgets the query.
+    func deliver(_ pid: Int, reply b: UnsafeRawBufferPointer) {
+        guard let p = pendings[pid] else { return }
+        for w in p.waiters {
+            var r = Array(b)
+            r.withUnsafeMutableBytes { out in
+                out[0] = w.head[0]; out[1] = w.head[1]
+                out[2] = (out[2] & 0xFE) | (w.head[2] & 0x01)
+                // the client's letter case in the question
+                if out.count >= p.questionEnd { for j in 12..<(p.questionEnd - 4) { out[j] = w.head[j] } }
+            }
+            if w.client.transport == .udp && r.count > w.maxSize {
+                let n = r.withUnsafeMutableBytes { Wire.truncateInPlace($0, questionEnd: p.questionEnd) }
+                r.removeSubrange(n...)
+            }
+            actions.append(.reply(w.client, r))
+        }
+        finish(pid)
+    }
+
+    func finishFailed(_ pid: Int, now: UInt64) {
+        guard let p = pendings[pid] else { return }
+        stats.servfailNoAnswer += 1
+        log("reply \(p.name) is SERVFAIL")
+        for w in p.waiters {
+            var r = [UInt8](repeating: 0, count: p.questionEnd)
+            let n = r.withUnsafeMutableBytes { out in
+                w.head.withUnsafeBytes { LocalReply.write(query: $0, questionEnd: p.questionEnd, rcode: 2, qtype: p.qtype, ttl: 0, answers: [], aa: false, into: out) }
+            }
+            if n > 0 { actions.append(.reply(w.client, Array(r[0..<n]))) }
+        }
+        finish(pid)
+    }
+
+    func finish(_ pid: Int) {
+        guard let p = pendings[pid] else { return }
+        for aid in p.active { endAttempt(aid) }
+        pendings.removeValue(forKey: pid)
+        if pendingByKey[p.key] == pid { pendingByKey.removeValue(forKey: p.key) }
+    }
+
+    // MARK: time
+
+    /// The earliest time `handleTimers` has something to do, if any.
+    public func nextDeadline() -> UInt64? {
+        timers.peekValid(isValid)
+    }
+
+    private func isValid(_ e: TimerHeap.Item) -> Bool {
+        switch e.kind {
+        case .attempt:
+            guard let a = attempts[e.id] else { return false }
+            return !a.timedOut && a.deadline == e.at
+        case .pending:
+            guard let p = pendings[e.id] else { return false }
+            return p.deadline == e.at
+        }
+    }
+
+    public func handleTimers(now: UInt64) {
+        while let item = timers.popDue(now) {
+            guard isValid(item) else { continue }
+            switch item.kind {
+            case .attempt:
+                guard var a = attempts[item.id] else { continue }
+                a.timedOut = true
+                attempts[item.id] = a
+                log("\(a.endpoint.serverText) did not answer, retrying")
+                // The late reply may still win: the attempt stays open until the query ends.
+                failAttempt(item.id, now: now, timedOut: true)
+            case .pending:
+                finishFailed(item.id, now: now)
+            }
+        }
+    }
+
+    // MARK: configuration changes
+
+    /// The upstream set changed (resolv-file re-read). Queries held for lack of servers start now.
+    public func setServers(_ specs: [ServerSpec], now: UInt64) {
+        selector.setServers(specs)
+        config.servers = specs
+        for (pid, p) in pendings where p.active.isEmpty && p.order.isEmpty {
+            let lname = p.name.lowercased()
+            let cands = selector.candidates(forName: selector.hasDomainServers ? lname : nil)
+            guard !cands.isEmpty else { continue }
+            var np = p
+            np.candidates = cands
+            np.order = selector.order(cands, now: now)
+            np.deadline = max(p.deadline, now &+ config.clientDeadline / 2)
+            pendings[pid] = np
+            timers.push(np.deadline, kind: .pending, id: pid)
+            stats.forwarded += 1
+            startNext(pid, now: now, first: true)
+        }
+    }
+
+    public func setHosts(_ hosts: HostsTable) { config.hosts = hosts }
+
+    public func clearCache() { cache.clear() }
+
+    // MARK: logs
+
+    func logAnswer(_ verb: String, _ b: UnsafeRawBufferPointer, qtype: UInt16, rcode: Int? = nil) {
+        let rc = rcode ?? Int(b.count >= 4 ? b[3] & 0x0F : 0)
+        let qname = Wire.nameText(b, 12) ?? "?"
+        if rc == 3 { log("\(verb) \(qname) is NXDOMAIN"); return }
+        if rc != 0 { log("\(verb) \(qname) is \(rcodeName(rc))"); return }
+        if b.count >= 3 && b[2] & 0x02 != 0 { log("\(verb) \(qname) is truncated"); return }
+        let texts = Wire.answerTexts(b)
+        if texts.isEmpty {
+            let suffix = qtype == 1 ? "-IPv4" : qtype == 28 ? "-IPv6" : ""
+            log("\(verb) \(qname) is NODATA\(suffix)")
+            return
+        }
+        for (owner, text) in texts { log("\(verb) \(owner) is \(text)") }
+    }
+
+    func rcodeName(_ rc: Int) -> String {
+        switch rc {
+        case 1: return "FORMERR"
+        case 2: return "SERVFAIL"
+        case 4: return "NOTIMP"
+        case 5: return "REFUSED"
+        default: return "RCODE\(rc)"
+        }
+    }
+
+    /// SIGUSR1: dnsmasq-style statistics lines.
+    public func statisticsLines() -> [String] {
+        var out: [String] = []
+        out.append("cache size \(cache.capacity), \(cache.count) entries, \(cache.hits) hits, \(cache.misses) misses, \(cache.evictions)/\(cache.insertions) cache insertions re-used unexpired cache entries.")
+        out.append("queries forwarded \(stats.forwarded), queries answered locally \(stats.cacheAnswers + stats.localAnswers), queries in flight \(pendings.count), coalesced \(stats.coalesced)")
+        out.append("SERVFAIL: no answer \(stats.servfailNoAnswer), over --dns-forward-max \(stats.servfailOverLimit); FORMERR \(stats.formerr)")
+        out.append("dropped: replies spoofed or mismatched \(stats.droppedSpoofed), late \(stats.droppedLate), malformed \(stats.droppedMalformedReplies); queries unreadable \(stats.droppedQueries)")
+        for s in selector.servers {
+            out.append("server \(s.spec.endpoint.fullText): queries sent \(s.queriesSent), retried \(s.retried), failed \(s.failed), nxdomain replies \(s.nxdomain), avg. latency \(s.avgLatencyMs)ms, health \(s.health.rawValue)")
+        }
+        return out
+    }
+}
+
+/// A binary min-heap of deadlines with lazy deletion.
+struct TimerHeap {
+    enum Kind { case attempt, pending }
+    struct Item { var at: UInt64; var kind: Kind; var id: Int }
+    var items: [Item] = []
+
+    mutating func push(_ at: UInt64, kind: Kind, id: Int) {
+        items.append(Item(at: at, kind: kind, id: id))
+        var i = items.count - 1
+        while i > 0 {
+            let parent = (i - 1) / 2
+            if items[parent].at <= items[i].at { break }
+            items.swapAt(parent, i)
+            i = parent
+        }
+    }
+
+    mutating func pop() -> Item? {
+        guard !items.isEmpty else { return nil }
+        let top = items[0]
+        let last = items.removeLast()
+        if !items.isEmpty {
+            items[0] = last
+            var i = 0
+            while true {
+                let l = 2 * i + 1, r = l + 1
+                var m = i
+                if l < items.count && items[l].at < items[m].at { m = l }
+                if r < items.count && items[r].at < items[m].at { m = r }
+                if m == i { break }
+                items.swapAt(i, m)
+                i = m
+            }
+        }
+        return top
+    }
+
+    mutating func popDue(_ now: UInt64) -> Item? {
+        guard let first = items.first, first.at <= now else { return nil }
+        return pop()
+    }
+
+    mutating func peekValid(_ valid: (Item) -> Bool) -> UInt64? {
+        while let first = items.first {
+            if valid(first) { return first.at }
+            _ = pop()
+        }
+        return nil
+    }
+}

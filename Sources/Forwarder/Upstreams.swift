@@ -1,0 +1,191 @@
+/// A configured upstream: an address, optionally only for some domains.
+public struct ServerSpec: Hashable, Sendable {
+    public var endpoint: Endpoint
+    /// Lower-case domains this server is for (empty = all names).
+    public var domains: [String]
+    /// Where it came from, for logs ("--server", or the resolv-file path).
+    public var fromResolvFile: Bool
+
+    public init(endpoint: Endpoint, domains: [String] = [], fromResolvFile: Bool = false) {
+        self.endpoint = endpoint; self.domains = domains; self.fromResolvFile = fromResolvFile
+    }
+}
+
+/// How queries choose among upstreams.
+public enum UpstreamPolicy: Sendable {
+    /// The best healthy server by smoothed RTT; on failure the next best.
+    case bestRTT
+    /// List order always; on failure the next one at once.
+    case strictOrder
+    /// Every server at once; the first good reply wins.
+    case allServers
+}
+
+/// Per-upstream health and statistics, kept by the core.
+public struct UpstreamState: Sendable {
+    public enum Health: String, Sendable { case unknown, healthy, suspect, down }
+
+    public var spec: ServerSpec
+    public var srtt: Double? = nil        // seconds
+    public var rttvar: Double = 0
+    public var consecutiveFailures = 0
+    public var health: Health = .unknown
+    /// When a down server may be probed again (ns).
+    public var probeAt: UInt64 = 0
+    public var backoff: UInt64 = 1_000_000_000
+    // dnsmasq-style counters
+    public var queriesSent = 0
+    public var retried = 0
+    public var failed = 0
+    public var nxdomain = 0
+    public var latencySum: Double = 0
+    public var latencyCount = 0
+    public var inFlight = 0
+
+    public var avgLatencyMs: Int { latencyCount == 0 ? 0 : Int((latencySum / Double(latencyCount)) * 1000) }
+}
+
+/// Upstream selection and health: the one place where policy lives.
+///
+/// Timeouts per attempt come from the server's smoothed RTT (RFC 6298 style:
+/// srtt + 4 * rttvar, times 2 for the DNS server's own work), floored and capped;
+/// an unknown server gets `unknownTimeout`. Two consecutive failures mark a server
+/// down; a down server is probed again after an exponential backoff (1 s to 30 s)
+/// and gets traffic back on its first good reply.
+public struct UpstreamSelector: Sendable {
+    public var servers: [UpstreamState] = []
+    public var policy: UpstreamPolicy
+    public var minTimeout: UInt64 = 150_000_000
+    public var maxTimeout: UInt64 = 1_500_000_000
+    public var unknownTimeout: UInt64 = 800_000_000
+    public var failuresToDown = 2
+    public var maxBackoff: UInt64 = 30_000_000_000
+
+    public init(policy: UpstreamPolicy) { self.policy = policy }
+
+    /// Replaces the set, keeping the state of servers that stay.
+    public mutating func setServers(_ specs: [ServerSpec]) {
+        var old: [Endpoint: UpstreamState] = [:]
+        for s in servers { old[s.spec.endpoint] = s }
+        servers = specs.map { spec in
+            if var st = old[spec.endpoint] { st.spec = spec; return st }
+            return UpstreamState(spec: spec)
+        }
+    }
+
+    /// Indices of the servers responsible for `name` (lower-case text): the longest
+    /// matching domain's servers, else the servers without domains.
+    public func candidates(forName name: String?) -> [Int] {
+        var bestLen = -1
+        var best: [Int] = []
+        if let name = name {
+            for (i, s) in servers.enumerated() where !s.spec.domains.isEmpty {
+                for d in s.spec.domains where UpstreamSelector.nameMatches(name, d) {
+                    if d.count > bestLen { bestLen = d.count; best = [i] }
+                    else if d.count == bestLen && best.last != i { best.append(i) }
+                }
+            }
+        }
+        if bestLen >= 0 { return best }
+        var out: [Int] = []
+        for (i, s) in servers.enumerated() where s.spec.domains.isEmpty { out.append(i) }
+        return out
+    }
+
+    public var hasDomainServers: Bool { servers.contains { !$0.spec.domains.isEmpty } }
+
+    /// true if `name` equals `domain` or is below it (both lower-case, no trailing dot).
+    public static func nameMatches(_ name: String, _ domain: String) -> Bool {
+        if domain.isEmpty { return true }
+        if name == domain { return true }
+        return name.hasSuffix("." + domain)
+    }
+
+    /// Orders candidates for a new query.
+    public func order(_ cands: [Int], now: UInt64) -> [Int] {
+        switch policy {
+        case .strictOrder, .allServers:
+            return cands
+        case .bestRTT:
+            func rank(_ i: Int) -> (Int, Double, Int) {
+                let s = servers[i]
+                let healthRank: Int
+                switch s.health {
+                case .healthy: healthRank = 0
+                case .unknown: healthRank = 1
+                case .suspect: healthRank = 2
+                case .down: healthRank = now >= s.probeAt ? 2 : 3
+                }
+                let est = s.srtt ?? (Double(unknownTimeout) / 1e9) / 2
+                return (healthRank, est, i)
+            }
+            return cands.sorted { rank($0) < rank($1) }
+        }
+    }
+
+    /// A down server whose probe is due, among `cands` and not `except` (sent in parallel by the core).
+    public func probeDue(_ cands: [Int], except: Int?, now: UInt64) -> Int? {
+        guard policy == .bestRTT else { return nil }
+        for i in cands where i != except && servers[i].health == .down && now >= servers[i].probeAt { return i }
+        return nil
+    }
+
+    /// The per-attempt timeout for server i (ns).
+    public func timeout(for i: Int) -> UInt64 {
+        guard let srtt = servers[i].srtt else { return unknownTimeout }
+        let t = UInt64(max(0, 2 * srtt + 4 * servers[i].rttvar) * 1e9)
+        return min(max(t, minTimeout), maxTimeout)
+    }
+
+    public mutating func noteSent(_ i: Int) {
+        servers[i].queriesSent += 1
+        servers[i].inFlight += 1
+    }
+
+    public mutating func noteDone(_ i: Int) {
+        if servers[i].inFlight > 0 { servers[i].inFlight -= 1 }
+    }
+
+    /// A good reply (NOERROR/NXDOMAIN) after `rtt` seconds.
+    public mutating func noteSuccess(_ i: Int, rtt: Double, nxdomain: Bool) {
+        var s = servers[i]
+        if let srtt = s.srtt {
+            let err = rtt - srtt
+            s.srtt = srtt + err / 8
+            s.rttvar = s.rttvar + (abs(err) - s.rttvar) / 4
+        } else {
+            s.srtt = rtt
+            s.rttvar = rtt / 2
+        }
+        s.latencySum += rtt
+        s.latencyCount += 1
+        s.consecutiveFailures = 0
+        s.health = .healthy
+        s.backoff = 1_000_000_000
+        if nxdomain { s.nxdomain += 1 }
+        servers[i] = s
+    }
+
+    /// A failure: timeout, REFUSED/SERVFAIL, garbage, or a send error.
+    public mutating func noteFailure(_ i: Int, now: UInt64, timedOut: Bool) {
+        var s = servers[i]
+        s.failed += 1
+        s.consecutiveFailures += 1
+        if timedOut, let srtt = s.srtt {
+            // Back off the estimate so that the next attempt waits a little longer.
+            s.srtt = min(srtt * 2, Double(maxTimeout) / 1e9)
+        }
+        if s.consecutiveFailures >= failuresToDown {
+            if s.health == .down {
+                s.backoff = min(s.backoff * 2, maxBackoff)
+            }
+            s.health = .down
+            s.probeAt = now &+ s.backoff
+        } else {
+            s.health = .suspect
+        }
+        servers[i] = s
+    }
+
+    public mutating func noteRetried(_ i: Int) { servers[i].retried += 1 }
+}
