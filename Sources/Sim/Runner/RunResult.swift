@@ -32,6 +32,20 @@ public struct ScenarioResult {
     public var artifacts: String?
 
     public var qualifiedName: String { "\(family)/\(id)" }
+
+    public init(family: String, id: String, name: String, file: String, subject: String, outcome: Outcome,
+                failures: [String], report: [String], duration: Double, artifacts: String?) {
+        self.family = family
+        self.id = id
+        self.name = name
+        self.file = file
+        self.subject = subject
+        self.outcome = outcome
+        self.failures = failures
+        self.report = report
+        self.duration = duration
+        self.artifacts = artifacts
+    }
 }
 
 /// The result table, the closing count line, and JUnit XML.

@@ -54,7 +54,9 @@ public final class ScenarioRunner {
             return result
         }
         let started = SimClock.monotonic()
-        let dir = (options.artifactsRoot as NSString).appendingPathComponent("\(scenario.family)-\(scenario.id)-\(subject)")
+        let root = options.artifactsRoot.hasPrefix("/") ? options.artifactsRoot
+            : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(options.artifactsRoot)
+        let dir = (root as NSString).appendingPathComponent("\(scenario.family)-\(scenario.id)-\(subject)")
         try? FileManager.default.removeItem(atPath: dir)
         let run = ScenarioRun(scenario: scenario, subject: subject, options: options, dir: dir)
         do {
@@ -96,7 +98,7 @@ final class ScenarioRun {
     let dir: String
 
     var network: Network?
-    var hosts: [String: Host] = [:]
+    var hosts: [String: SimHost] = [:]
     var upstreams: [String: FakeUpstream] = [:]
     var forwarder: ChildProcess?
     var forwarderLog: String { (dir as NSString).appendingPathComponent("forwarder.log") }
@@ -193,7 +195,9 @@ final class ScenarioRun {
             for r in h.routes { try host.addRoute(r.destination, via: r.via, dev: r.dev) }
             if let rules = h.nftables {
                 try host.applyNftables(rules)
-                if rules.contains("nftrace") { traces[h.name] = try host.startTrace() }
+                if rules.contains("nftrace") {
+                    traces[h.name] = try host.startTrace(output: (dir as NSString).appendingPathComponent("nft-monitor-\(h.name).txt"))
+                }
             }
             try writeHostFiles(h)
             icmpBaseline[h.name] = (try? icmpOutUnreachable(host)) ?? 0
@@ -561,13 +565,13 @@ final class ScenarioRun {
             recordReport("firewall: host \(s.host) table \(r.family) \(r.table) chain \(r.chain) rule '\(r.text)' (handle \(r.handle)) counted \(r.packets) packets")
         }
         if s.diagnose, let trace = traces[s.host] {
-            for line in ActorBridge.diagnose(trace: trace, host: s.host) { recordReport("trace: \(line)") }
+            for line in trace.diagnosis() { recordReport("trace: \(line)") }
         }
         if let min = s.min, !ok || count < min { throw fail("rule '\(s.rule)' on \(s.host) counted \(count) packets, expected at least \(min)") }
         if let max = s.max, count > max { throw fail("rule '\(s.rule)' on \(s.host) counted \(count) packets, expected at most \(max)") }
     }
 
-    func icmpOutUnreachable(_ host: Host) throws -> Int64 {
+    func icmpOutUnreachable(_ host: SimHost) throws -> Int64 {
         let text = try host.readFile("/proc/thread-self/net/snmp")
         let lines = text.split(separator: "\n").filter { $0.hasPrefix("Icmp:") }
         guard lines.count >= 2 else { return 0 }
@@ -665,7 +669,7 @@ final class ScenarioRun {
         put("upstream-queries.txt", q)
         put("report.txt", (result.failures + result.report).joined(separator: "\n") + "\n")
         var t = ""
-        for (h, trace) in traces { t += "# host \(h)\n" + ActorBridge.diagnose(trace: trace, host: h).joined(separator: "\n") + "\n" }
+        for (h, trace) in traces { t += "# host \(h)\n" + trace.diagnosis().joined(separator: "\n") + "\n" }
         if !t.isEmpty { put("nft-trace.txt", t) }
     }
 }
@@ -687,7 +691,8 @@ func waitUntil(timeout: Double, _ predicate: () -> Bool) -> Bool {
 func sleepSeconds(_ s: Double) {
     guard s > 0 else { return }
     var ts = timespec(tv_sec: Int(s), tv_nsec: Int((s - Double(Int(s))) * 1e9))
-    while nanosleep(&ts, &ts) != 0 && errno == EINTR {}
+    var rem = timespec()
+    while nanosleep(&ts, &rem) != 0 && errno == EINTR { ts = rem }
 }
 
 func fileSize(_ path: String) -> Int {
