@@ -196,7 +196,7 @@ final class ScenarioRun {
             if let rules = h.nftables {
                 try host.applyNftables(rules)
                 if rules.contains("nftrace") {
-                    traces[h.name] = try host.startTrace(output: (dir as NSString).appendingPathComponent("nft-monitor-\(h.name).txt"))
+                    traces[h.name] = try host.startTrace()
                 }
             }
             try writeHostFiles(h)
@@ -554,18 +554,18 @@ final class ScenarioRun {
         var matched: [NftRule] = []
         let ok = waitUntil(timeout: s.within) {
             matched = ((try? host.nftRules()) ?? []).filter { r in
-                (r.comment == s.rule || r.text.contains(s.rule)) && (s.chain == nil || r.chain == s.chain!)
+                (r.text.contains("comment \"\(s.rule)\"") || r.text.contains(s.rule)) && (s.chain == nil || r.chain == s.chain!)
             }
-            count = matched.reduce(0) { $0 + Int($1.packets) }
+            count = matched.reduce(0) { $0 + Int($1.packets ?? 0) }
             if let min = s.min { return count >= min }
             return true
         }
         guard !matched.isEmpty else { throw fail("no rule '\(s.rule)' on \(s.host)") }
         for r in matched {
-            recordReport("firewall: host \(s.host) table \(r.family) \(r.table) chain \(r.chain) rule '\(r.text)' (handle \(r.handle)) counted \(r.packets) packets")
+            recordReport("firewall: host \(s.host) table \(r.family) \(r.table) chain \(r.chain) rule `\(r.text)` (handle \(r.handle)) counted \(r.packets ?? 0) packets")
         }
         if s.diagnose, let trace = traces[s.host] {
-            for line in trace.diagnosis() { recordReport("trace: \(line)") }
+            for line in trace.dropSummary() { recordReport("trace: \(line)") }
         }
         if let min = s.min, !ok || count < min { throw fail("rule '\(s.rule)' on \(s.host) counted \(count) packets, expected at least \(min)") }
         if let max = s.max, count > max { throw fail("rule '\(s.rule)' on \(s.host) counted \(count) packets, expected at most \(max)") }
@@ -669,7 +669,7 @@ final class ScenarioRun {
         put("upstream-queries.txt", q)
         put("report.txt", (result.failures + result.report).joined(separator: "\n") + "\n")
         var t = ""
-        for (h, trace) in traces { t += "# host \(h)\n" + trace.diagnosis().joined(separator: "\n") + "\n" }
+        for (h, trace) in traces { t += "# host \(h)\n" + trace.dropSummary().joined(separator: "\n") + "\n" + trace.events.map(\.raw).joined(separator: "\n") + "\n" }
         if !t.isEmpty { put("nft-trace.txt", t) }
     }
 }
