@@ -7,12 +7,27 @@ public final class EventLog<Element>: @unchecked Sendable {
     private let mutex = ActorMutex()
     private let cond = ActorCondition()
     private var items: [Element] = []
+    /// Elements dropped by `removeAll()`: indices stay stable across it.
+    private var dropped = 0
 
     public init() {}
 
-    public func append(_ element: Element) {
+    /// Appends and returns the element's index (counting removed ones).
+    @discardableResult
+    public func append(_ element: Element) -> Int {
         mutex.locked {
             items.append(element)
+            cond.broadcast()
+            return dropped + items.count - 1
+        }
+    }
+
+    /// Amends an element already logged (e.g. a send that failed after the
+    /// query was recorded).
+    func update(at index: Int, _ body: (inout Element) -> Void) {
+        mutex.locked {
+            guard items.indices.contains(index - dropped) else { return }
+            body(&items[index - dropped])
             cond.broadcast()
         }
     }
@@ -28,7 +43,10 @@ public final class EventLog<Element>: @unchecked Sendable {
 
     /// Drops everything logged so far.
     public func removeAll() {
-        mutex.locked { items.removeAll() }
+        mutex.locked {
+            dropped += items.count
+            items.removeAll()
+        }
     }
 
     /// Waits until `predicate` holds for the log's contents, or `timeout`

@@ -149,7 +149,7 @@ final class UpstreamServer: @unchecked Sendable {
     }
 
     private enum Deferred {
-        case udp([UInt8], to: Endpoint, from: String?)
+        case udp([UInt8], to: Endpoint, from: String?, logEntry: Int)
         case tcp([UInt8], connection: Int)
         case reset(connection: Int)
     }
@@ -363,53 +363,58 @@ final class UpstreamServer: @unchecked Sendable {
         let time = SimClock.now()
         let (behaviour, zone) = shared.mutex.locked { (shared.behaviour, shared.zone) }
         let (query, reply) = Responder.respond(to: bytes, behaviour: behaviour, zone: zone, transport: transport)
-        var outcome = reply.outcome
+        // Logged before acting, so whoever sees the reply also finds the query in the log.
+        let name = query?.questions.first.map { $0.name.description } ?? ""
+        let type = query?.questions.first.map { $0.type.description } ?? ""
+        let id = bytes.count >= 2 ? UInt16(bytes[0]) << 8 | UInt16(bytes[1]) : 0
+        let entry = log.append(UpstreamQuery(upstream: self.name, time: time, source: from, transport: transport,
+                                             name: name, type: type, id: id, behaviour: behaviour, outcome: reply.outcome))
 
         if reply.delay > 0 {
             let due = SimClock.monotonic() + reply.delay
             switch reply.action {
             case .send(let b):
                 if let connection { deferred.append((due, .tcp(b, connection: connection))) }
-                else { deferred.append((due, .udp(b, to: from, from: reply.source))) }
+                else { deferred.append((due, .udp(b, to: from, from: reply.source, logEntry: entry))) }
             case .reset:
                 if let connection { deferred.append((due, .reset(connection: connection))) }
             case .none, .hang:
                 break
             }
-        } else {
-            switch reply.action {
-            case .send(let b):
-                if let connection {
-                    enqueueTCP(b, connection)
-                } else if let err = sendUDP(b, to: from, from: reply.source) {
-                    outcome += ", send failed: \(err)"
-                }
-            case .reset:
-                if let connection, let c = connections.removeValue(forKey: connection) {
-                    c.dead = true
-                    ActorSocket.reset(c.fd)
-                }
-            case .none, .hang:
-                break
-            }
+            return
         }
-        let name = query?.questions.first.map { $0.name.description } ?? ""
-        let type = query?.questions.first.map { $0.type.description } ?? ""
-        let id = bytes.count >= 2 ? UInt16(bytes[0]) << 8 | UInt16(bytes[1]) : 0
-        log.append(UpstreamQuery(upstream: self.name, time: time, source: from, transport: transport, name: name,
-                                 type: type, id: id, behaviour: behaviour, outcome: outcome))
+        switch reply.action {
+        case .send(let b):
+            if let connection {
+                enqueueTCP(b, connection)
+            } else {
+                sendUDP(b, to: from, from: reply.source, logEntry: entry)
+            }
+        case .reset:
+            if let connection, let c = connections.removeValue(forKey: connection) {
+                c.dead = true
+                ActorSocket.reset(c.fd)
+            }
+        case .none, .hang:
+            break
+        }
     }
 
-    /// Returns an error text, or nil when sent.
-    private func sendUDP(_ bytes: [UInt8], to: Endpoint, from source: String?) -> String? {
+    /// Sends; a failure is added to the query's log entry.
+    private func sendUDP(_ bytes: [UInt8], to: Endpoint, from source: String?, logEntry: Int) {
         let err: Int32
         if let source {
-            guard let src = try? Endpoint(ip: source, port: 0) else { return "bad source address \(source)" }
+            guard let src = try? Endpoint(ip: source, port: 0) else {
+                log.update(at: logEntry) { $0.outcome += ", send failed: bad source address \(source)" }
+                return
+            }
             err = ActorSocket.send(udpFd, bytes, to: to, from: src)
         } else {
             err = ActorSocket.send(udpFd, bytes, to: to)
         }
-        return err == 0 ? nil : String(cString: strerror(err))
+        if err != 0 {
+            log.update(at: logEntry) { $0.outcome += ", send failed: \(String(cString: strerror(err)))" }
+        }
     }
 
     private func enqueueTCP(_ bytes: [UInt8], _ id: Int) {
@@ -425,8 +430,8 @@ final class UpstreamServer: @unchecked Sendable {
         deferred.removeAll { $0.due <= now }
         for d in due {
             switch d.what {
-            case .udp(let b, let to, let from):
-                _ = sendUDP(b, to: to, from: from)
+            case .udp(let b, let to, let from, let entry):
+                sendUDP(b, to: to, from: from, logEntry: entry)
             case .tcp(let b, let id):
                 enqueueTCP(b, id)
             case .reset(let id):

@@ -240,6 +240,27 @@ final class FakeUpstreamTests: XCTestCase {
             .query("hat.com", server: other).answers, ["192.168.122.203"])
     }
 
+    /// The Docker mistake in miniature: the kernel picks the reply's source by
+    /// route. A query to 127.0.0.3 is answered from 127.0.0.1 (the loopback
+    /// route's preferred source), which a connected client rejects.
+    func testNaiveModeRepliesFromTheRouteSourceOnLoopback() throws {
+        let naive = try FakeUpstream(name: "naive", address: "127.0.0.1", port: 0, zone: ActorTestSupport.zone, naive: true)
+        defer { naive.stop() }
+        let other = try Endpoint(ip: "127.0.0.3", port: naive.endpoint.port)
+        let unconnected = QueryClient(transport: .udpUnconnected).query("hat.com", server: other)
+        XCTAssertEqual(unconnected.answers, ["192.168.122.203"])
+        XCTAssertEqual(unconnected.replySource?.ip, "127.0.0.1", "source chosen by route, not the address asked")
+        let connected = QueryClient(transport: .udpConnected, timeout: 0.3).query("hat.com", server: other)
+        XCTAssertEqual(connected.error, .timeout)
+        XCTAssertTrue(naive.queries.wait(forCount: 2, timeout: 5), "the naive server did see both queries")
+        // Bound to the address itself (normal mode), the reply comes from it.
+        let bound = try FakeUpstream(name: "bound", address: "127.0.0.3", port: 0, zone: ActorTestSupport.zone)
+        defer { bound.stop() }
+        let ok = QueryClient(transport: .udpConnected).query("hat.com", server: bound.endpoint)
+        XCTAssertEqual(ok.answers, ["192.168.122.203"])
+        XCTAssertEqual(ok.replySource, bound.endpoint)
+    }
+
     func testIPv6() throws {
         try XCTSkipUnless(ActorTestSupport.hasIPv6Loopback, "no ::1 here")
         let v6 = try FakeUpstream(name: "v6", address: "::1", port: 0, zone: ActorTestSupport.zone)
