@@ -46,7 +46,7 @@ final class RootlessTests: XCTestCase {
     }
 
     func testRootlessReexecAsNobody() throws {
-        try requireRoot()
+        try requireRealRoot()
         guard access("/usr/bin/setpriv", X_OK) == 0 else { throw XCTSkip("setpriv not installed") }
         var exe = [CChar](repeating: 0, count: 4096)
         guard readlink("/proc/self/exe", &exe, 4095) > 0 else { return XCTFail("no /proc/self/exe") }
@@ -70,7 +70,7 @@ final class RootlessTests: XCTestCase {
     /// limit, so the machine is not touched), the re-exec is refused and the
     /// message names the setting.
     func testRootlessRefusalNamesSetting() throws {
-        try requireRoot()
+        try requireRealRoot()
         for tool in ["/usr/bin/setpriv", "/usr/bin/unshare"] where access(tool, X_OK) != 0 {
             throw XCTSkip("\(tool) not installed")
         }
@@ -106,7 +106,7 @@ final class RootlessTests: XCTestCase {
 
     /// kill -9 of the waiting parent also ends the re-executed runner.
     func testRootlessRunnerDiesWithItsParent() throws {
-        try requireRoot()
+        try requireRealRoot()
         guard access("/usr/bin/setpriv", X_OK) == 0 else { throw XCTSkip("setpriv not installed") }
         var exe = [CChar](repeating: 0, count: 4096)
         guard readlink("/proc/self/exe", &exe, 4095) > 0 else { return XCTFail("no /proc/self/exe") }
