@@ -64,6 +64,10 @@ enum UDP {
 
     /// Waits up to `timeout` for a datagram; returns its text and source address.
     static func receive(_ fd: Int32, timeout: Double) -> (text: String, from: String)? {
+        receiveWithPort(fd, timeout: timeout).map { ($0.text, $0.from) }
+    }
+
+    static func receiveWithPort(_ fd: Int32, timeout: Double) -> (text: String, from: String, port: UInt16)? {
         var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         guard poll(&p, 1, Int32(timeout * 1000)) == 1 else { return nil }
         var buf = [UInt8](repeating: 0, count: 2048)
@@ -73,15 +77,16 @@ enum UDP {
             buf.withUnsafeMutableBytes { recvfrom(fd, $0.baseAddress, $0.count, 0, sa, &len) } } }
         guard n >= 0 else { return nil }
         var host = [CChar](repeating: 0, count: 64)
+        var port: UInt16 = 0
         let family = ss.ss_family
         withUnsafePointer(to: &ss) { ptr in
             if family == sa_family_t(AF_INET6) {
-                ptr.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { var a = $0.pointee.sin6_addr; _ = inet_ntop(AF_INET6, &a, &host, 64) }
+                ptr.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { var a = $0.pointee.sin6_addr; port = UInt16(bigEndian: $0.pointee.sin6_port); _ = inet_ntop(AF_INET6, &a, &host, 64) }
             } else {
-                ptr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { var a = $0.pointee.sin_addr; _ = inet_ntop(AF_INET, &a, &host, 64) }
+                ptr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { var a = $0.pointee.sin_addr; port = UInt16(bigEndian: $0.pointee.sin_port); _ = inet_ntop(AF_INET, &a, &host, 64) }
             }
         }
-        return (String(decoding: buf[0..<n], as: UTF8.self), String(cString: host))
+        return (String(decoding: buf[0..<n], as: UTF8.self), String(cString: host), port)
     }
 }
 
