@@ -69,6 +69,8 @@ public final class FakeUpstream: @unchecked Sendable {
     public let naive: Bool
     /// Every query seen, in order. Wait on it for "the upstream saw X".
     public let queries: EventLog<UpstreamQuery>
+    /// Queries read so far (counted even when `recordQueries` is off).
+    public var queryCount: Int { shared.mutex.locked { shared.queryCount } }
     /// ICMP errors about UDP replies sent (IP_RECVERR), in order.
     public let icmpErrors: EventLog<UpstreamICMPError>
 
@@ -81,15 +83,18 @@ public final class FakeUpstream: @unchecked Sendable {
     /// - Parameters:
     ///   - listen: address and port; port 0 picks a free port (the same for UDP and TCP).
     ///   - tcp: also serve TCP on the same port.
+    ///   - recordQueries: keep every query in `queries`; turn off for long
+    ///     benchmarks (the log grows without bound), `queryCount` still counts.
     /// - Throws: `ActorError` naming the address when a socket cannot be made or bound.
     public init(name: String = "upstream", listen: Endpoint, zone: Zone,
                 behaviour: UpstreamBehaviour = .answer, naive: Bool = false, tcp: Bool = true,
-                socketFactory: SocketFactory = loopbackSocketFactory) throws {
+                recordQueries: Bool = true, socketFactory: SocketFactory = loopbackSocketFactory) throws {
         self.name = name
         self.naive = naive
         self.queries = EventLog()
         self.icmpErrors = EventLog()
         self.shared = UpstreamShared(behaviour: behaviour, zone: zone)
+        self.shared.recordQueries = recordQueries
         let fds = try UpstreamServer.openSockets(listen: listen, naive: naive, tcp: tcp, factory: socketFactory)
         self.endpoint = try Endpoint(ip: listen.ip, port: fds.port)
         self.server = try UpstreamServer(name: name, endpoint: endpoint, naive: naive, udp: fds.udp, tcp: fds.tcp,
@@ -106,9 +111,9 @@ public final class FakeUpstream: @unchecked Sendable {
     /// `FakeUpstream(address: "127.0.0.1", port: 5353, zone: z)`.
     public convenience init(name: String = "upstream", address: String, port: UInt16 = 53, zone: Zone,
                             behaviour: UpstreamBehaviour = .answer, naive: Bool = false, tcp: Bool = true,
-                            socketFactory: SocketFactory = loopbackSocketFactory) throws {
-        try self.init(name: name, listen: try Endpoint(ip: address, port: port), zone: zone,
-                      behaviour: behaviour, naive: naive, tcp: tcp, socketFactory: socketFactory)
+                            recordQueries: Bool = true, socketFactory: SocketFactory = loopbackSocketFactory) throws {
+        try self.init(name: name, listen: try Endpoint(ip: address, port: port), zone: zone, behaviour: behaviour,
+                      naive: naive, tcp: tcp, recordQueries: recordQueries, socketFactory: socketFactory)
     }
 
     deinit {
@@ -157,6 +162,8 @@ final class UpstreamShared: @unchecked Sendable {
     let mutex = ActorMutex()
     var behaviour: UpstreamBehaviour
     var zone: Zone
+    var recordQueries = true
+    var queryCount = 0
 
     init(behaviour: UpstreamBehaviour, zone: Zone) {
         self.behaviour = behaviour
@@ -400,14 +407,18 @@ final class UpstreamServer: @unchecked Sendable {
 
     private func handle(_ bytes: [UInt8], transport: DNSTransport, from: Endpoint, connection: Int?) {
         let time = SimClock.now()
-        let (behaviour, zone) = shared.mutex.locked { (shared.behaviour, shared.zone) }
+        let (behaviour, zone, record) = shared.mutex.locked { () -> (UpstreamBehaviour, Zone, Bool) in
+            shared.queryCount += 1
+            return (shared.behaviour, shared.zone, shared.recordQueries)
+        }
         let (query, reply) = Responder.respond(to: bytes, behaviour: behaviour, zone: zone, transport: transport)
         // Logged before acting, so whoever sees the reply also finds the query in the log.
         let name = query?.questions.first.map { $0.name.description } ?? ""
         let type = query?.questions.first.map { $0.type.description } ?? ""
         let id = bytes.count >= 2 ? UInt16(bytes[0]) << 8 | UInt16(bytes[1]) : 0
-        let entry = log.append(UpstreamQuery(upstream: self.name, time: time, source: from, transport: transport,
-                                             name: name, type: type, id: id, behaviour: behaviour, outcome: reply.outcome))
+        let entry = record ? log.append(UpstreamQuery(upstream: self.name, time: time, source: from, transport: transport,
+                                                      name: name, type: type, id: id, behaviour: behaviour,
+                                                      outcome: reply.outcome)) : -1
 
         if reply.delay > 0 {
             let due = SimClock.monotonic() + reply.delay

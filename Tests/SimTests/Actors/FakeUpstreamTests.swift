@@ -220,6 +220,15 @@ final class FakeUpstreamTests: XCTestCase {
         XCTAssertEqual(QueryClient(timeout: 2).query("hat.com", server: u.endpoint).error, .refusedByICMP)
     }
 
+    func testCountingWithoutRecording() throws {
+        let quiet = try FakeUpstream(address: "127.0.0.1", port: 0, zone: ActorTestSupport.zone, recordQueries: false)
+        defer { quiet.stop() }
+        XCTAssertEqual(ask(to: quiet.endpoint).answers, ["192.168.122.203"])
+        XCTAssertEqual(ask("hat.com", "A", .tcp, to: quiet.endpoint).answers, ["192.168.122.203"])
+        XCTAssertEqual(quiet.queryCount, 2)
+        XCTAssertEqual(quiet.queries.count, 0)
+    }
+
     func testBindErrorNamesTheAddress() throws {
         XCTAssertThrowsError(try FakeUpstream(address: "127.0.0.1", port: upstream.endpoint.port, zone: .empty)) {
             XCTAssertTrue("\($0)".contains("127.0.0.1:\(upstream.endpoint.port)"), "\($0)")
