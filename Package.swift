@@ -44,6 +44,8 @@ let package = Package(
         .testTarget(name: "ForwarderTests", dependencies: ["Forwarder", "DNSWire"]),
         .testTarget(name: "SimNetTests", dependencies: ["SimNet"]),
         .testTarget(name: "SimTests", dependencies: ["Sim", "DNSWire"]),
+        // Every scenarios/**/*.yaml as its own test case (needs the forwarder binary built).
+        .testTarget(name: "ScenarioTests", dependencies: ["Sim", "forwarder"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,7 +1,11 @@
 #pragma once
 #include <netlink/netlink.h>
+#include <netlink/errno.h>
+#include <netlink/addr.h>
 #include <netlink/route/link.h>
 #include <netlink/route/link/veth.h>
 #include <netlink/route/link/bridge.h>
 #include <netlink/route/addr.h>
 #include <netlink/route/route.h>
+#include <linux/if_addr.h>
+#include <linux/rtnetlink.h>

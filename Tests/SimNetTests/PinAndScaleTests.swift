@@ -1,0 +1,69 @@
+import Glibc
+import XCTest
+@testable import SimNet
+
+final class PinAndScaleTests: XCTestCase {
+    func testPinAndUnpin() throws {
+        try requireRoot()
+        let prefix = "sim-simnettest\(getpid())-"
+        let net = Network()
+        defer { net.teardown(); _ = try? Pinned.removeAll(prefix: prefix) }
+        let a = try net.addHost("a"), b = try net.addHost("b")
+        try net.pinAll(prefix: prefix)
+        XCTAssertEqual(Pinned.list(prefix: prefix), [prefix + "a", prefix + "b"])
+        // The pinned file is the host's namespace (what `ip netns exec` enters).
+        let fd = open("/run/netns/\(prefix)a", O_RDONLY)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        XCTAssertEqual(inode(ofFD: fd), inode(ofFD: a.nsFD))
+        close(fd)
+        XCTAssertThrowsError(try b.pin(as: prefix + "again"))
+
+        // Teardown keeping pins: the namespace outlives its fd.
+        let aIno = inode(ofFD: a.nsFD)
+        net.teardown(keepPinned: true)
+        XCTAssertEqual(Pinned.list(prefix: prefix).count, 2)
+        var st = stat()
+        XCTAssertEqual(stat("/run/netns/\(prefix)a", &st), 0)
+        XCTAssertEqual(UInt(st.st_ino), aIno)
+
+        XCTAssertEqual(try Pinned.removeAll(prefix: prefix), [prefix + "a", prefix + "b"])
+        XCTAssertEqual(Pinned.list(prefix: prefix), [])
+        XCTAssertThrowsError(try Pinned.removeAll(prefix: ""))
+    }
+
+    func testTeardownUnpinsByDefault() throws {
+        try requireRoot()
+        let prefix = "sim-simnettest\(getpid())u-"
+        let net = Network()
+        try net.addHost("x").pin(as: prefix + "x")
+        XCTAssertEqual(Pinned.list(prefix: prefix), [prefix + "x"])
+        net.teardown()
+        XCTAssertEqual(Pinned.list(prefix: prefix), [])
+    }
+
+    /// Ten hosts on a bridge, each with an address and a default route,
+    /// built and torn down; prints the time (the goal is well under 1 s).
+    func testTenHostTopologyTiming() throws {
+        try requireRoot()
+        let t0 = MonotonicClock.now
+        let net = Network()
+        let sw = try net.addHost("sw")
+        try sw.addBridge("br0")
+        try sw.addAddress("10.77.0.254/24", dev: "br0")
+        for i in 1...9 {
+            let h = try net.addHost("h\(i)")
+            try net.connect(sw, "p\(i)", h, "eth0")
+            try sw.addBridgePort("p\(i)", bridge: "br0")
+            try h.addAddress("10.77.0.\(i)/24", dev: "eth0")
+            try h.addAddress("fd77::\(i)/64", dev: "eth0")
+            try h.addRoute("default", via: "10.77.0.254")
+        }
+        let built = MonotonicClock.now
+        XCTAssertEqual(net.hosts.count, 10)
+        net.teardown()
+        let done = MonotonicClock.now
+        print(String(format: "ten-host topology: built in %.1f ms, torn down in %.1f ms, total %.1f ms",
+                     (built - t0) * 1000, (done - built) * 1000, (done - t0) * 1000))
+        XCTAssertLessThan(done - t0, 10, "sanity bound only")
+    }
+}
