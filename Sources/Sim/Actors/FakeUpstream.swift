@@ -26,6 +26,31 @@ public struct UpstreamQuery: Sendable, CustomStringConvertible {
     }
 }
 
+/// An ICMP error that came back for a reply a fake upstream sent (the
+/// Docker-bridge symptom: the client's host rejects a reply from the wrong
+/// source address with "port unreachable").
+public struct UpstreamICMPError: Sendable, CustomStringConvertible {
+    public var upstream: String
+    /// `SimClock.now()` when it was read.
+    public var time: Double
+    /// Where the bounced reply was going.
+    public var destination: Endpoint?
+    /// The address of the host that sent the ICMP error.
+    public var reporter: String?
+    /// ICMP (or ICMPv6) type and code: 3/3 (v6: 1/4) is port unreachable.
+    public var type: UInt8
+    public var code: UInt8
+    /// ECONNREFUSED for port unreachable.
+    public var errno: Int32
+
+    public var isPortUnreachable: Bool { errno == ECONNREFUSED }
+
+    public var description: String {
+        let what = isPortUnreachable ? "port unreachable" : "\(String(cString: strerror(errno))) (type \(type) code \(code))"
+        return "\((time * 1000).rounded() / 1000)s \(upstream): ICMP \(what) from \(reporter ?? "?") for reply to \(destination.map { "\($0)" } ?? "?")"
+    }
+}
+
 /// A scripted DNS server served by the harness process: UDP and TCP on one
 /// address and port, from a zone, with a switchable behaviour.
 ///
@@ -44,6 +69,8 @@ public final class FakeUpstream: @unchecked Sendable {
     public let naive: Bool
     /// Every query seen, in order. Wait on it for "the upstream saw X".
     public let queries: EventLog<UpstreamQuery>
+    /// ICMP errors about UDP replies sent (IP_RECVERR), in order.
+    public let icmpErrors: EventLog<UpstreamICMPError>
 
     private let shared: UpstreamShared
     private let server: UpstreamServer
@@ -61,11 +88,12 @@ public final class FakeUpstream: @unchecked Sendable {
         self.name = name
         self.naive = naive
         self.queries = EventLog()
+        self.icmpErrors = EventLog()
         self.shared = UpstreamShared(behaviour: behaviour, zone: zone)
         let fds = try UpstreamServer.openSockets(listen: listen, naive: naive, tcp: tcp, factory: socketFactory)
         self.endpoint = try Endpoint(ip: listen.ip, port: fds.port)
         self.server = try UpstreamServer(name: name, endpoint: endpoint, naive: naive, udp: fds.udp, tcp: fds.tcp,
-                                         shared: shared, log: queries)
+                                         shared: shared, log: queries, icmpLog: icmpErrors)
         let server = self.server
         do {
             thread = try ActorThread(name: "upstream \(name)") { server.run() }
@@ -163,6 +191,7 @@ final class UpstreamServer: @unchecked Sendable {
     private let wakeWrite: Int32
     private let shared: UpstreamShared
     private let log: EventLog<UpstreamQuery>
+    private let icmpLog: EventLog<UpstreamICMPError>
     private let stopFlag = StopSignal()
 
     private var connections: [Int: Connection] = [:]
@@ -179,6 +208,8 @@ final class UpstreamServer: @unchecked Sendable {
             do {
                 let bindAt = naive ? Endpoint.wildcard(listen.family, port: listen.port) : listen
                 if listen.family == .v6 { ActorSocket.setOption(udp, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1) }
+                // Only changes error reporting, not how replies are sent: the naive mode stays naive.
+                ActorSocket.enableErrorQueue(udp, listen.family)
                 try ActorSocket.bind(udp, bindAt, "udp")
                 guard let port = ActorSocket.localEndpoint(udp)?.port else {
                     throw ActorError.errno("getsockname \(bindAt)")
@@ -206,7 +237,8 @@ final class UpstreamServer: @unchecked Sendable {
     }
 
     init(name: String, endpoint: Endpoint, naive: Bool, udp: Int32, tcp: Int32?,
-         shared: UpstreamShared, log: EventLog<UpstreamQuery>) throws {
+         shared: UpstreamShared, log: EventLog<UpstreamQuery>,
+         icmpLog: EventLog<UpstreamICMPError>) throws {
         self.name = name
         self.endpoint = endpoint
         self.naive = naive
@@ -214,6 +246,7 @@ final class UpstreamServer: @unchecked Sendable {
         self.tcpFd = tcp
         self.shared = shared
         self.log = log
+        self.icmpLog = icmpLog
         var pipeFds: [Int32] = [0, 0]
         if pipe(&pipeFds) != 0 {
             let e = ActorError.errno("pipe for upstream \(name)")
@@ -281,10 +314,16 @@ final class UpstreamServer: @unchecked Sendable {
 
     private func readUDP() {
         for _ in 0..<256 {
+            guard let e = ActorSocket.readErrorQueue(udpFd) else { break }
+            icmpLog.append(UpstreamICMPError(upstream: name, time: SimClock.now(), destination: e.destination,
+                                             reporter: e.reporter?.ip, type: e.type, code: e.code, errno: e.errno))
+        }
+        for _ in 0..<256 {
             let (n, from) = ActorSocket.receive(udpFd, &buffer)
             if n < 0 {
-                if -n == Int(EINTR) { continue }
-                return   // EAGAIN, or an error such as a queued ICMP: nothing to read
+                let e = Int32(-n)
+                if e == EAGAIN || e == EWOULDBLOCK { return }
+                continue   // EINTR, or a pending ICMP error (already logged from the queue)
             }
             guard let from else { continue }
             handle(Array(buffer[0..<n]), transport: .udp, from: from, connection: nil)
