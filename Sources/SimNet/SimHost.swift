@@ -264,7 +264,13 @@ public final class SimHost: CustomStringConvertible {
         guard pinnedName == nil else {
             throw SimNetError.invalidArgument("host \(name) is already pinned as \(pinnedName!)")
         }
+        if Rootless.isRootlessChild {
+            throw SimNetError.invalidArgument("cannot pin host \(name) as /run/netns/\(pinName): --keep needs root (this is a rootless run)")
+        }
         let rc = simsys_netns_pin(fd, pinName)
+        if rc == EEXIST {
+            throw SimNetError.invalidArgument("cannot pin host \(name): /run/netns/\(pinName) exists already (left by an earlier --keep run? `sim clean` removes it)")
+        }
         if rc != 0 { throw SimNetError.system("pin", "/run/netns/\(pinName)", errno: rc) }
         pinnedName = pinName
     }

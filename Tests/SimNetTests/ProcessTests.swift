@@ -99,7 +99,7 @@ final class ProcessTests: XCTestCase {
         let net = Network()
         let a = try net.addHost("orphan")
         let p = try a.spawn(["sleep", "300"])
-        try FileIO.writeNew(pidFile, "\(p.pid)\n")
+        try FileIO.writeNew(pidFile, "\(p.pid) net:[\(inode(ofFD: a.nsFD))]\n")
         while true { pause() } // killed by the outer test with SIGKILL
     }
 
@@ -117,14 +117,17 @@ final class ProcessTests: XCTestCase {
                                  stdout: scratch + "/helper.log", stderr: scratch + "/helper.log")
         XCTAssertTrue(eventually(timeout: 30) { (try? FileIO.read(pidFile))?.hasSuffix("\n") == true },
                       (try? FileIO.read(scratch + "/helper.log")) ?? "")
-        guard let grandchild = Int32((try FileIO.read(pidFile)).trimmingTrailingWhitespace) else {
-            return XCTFail("no pid")
-        }
+        let fields = try FileIO.read(pidFile).trimmingTrailingWhitespace.split(separator: " ").map(String.init)
+        guard fields.count == 2, let grandchild = Int32(fields[0]) else { return XCTFail("no pid: \(fields)") }
+        let orphanNS = fields[1]
+        XCTAssertTrue(liveNetnsInodes().contains(orphanNS))
         XCTAssertEqual(kill(grandchild, 0), 0, "the grandchild runs while its runner lives")
         try runner.signal(SIGKILL)
         XCTAssertEqual(runner.wait(timeout: 10), .signaled(SIGKILL))
         // PDEATHSIG kills the grandchild; init reaps it.
         XCTAssertTrue(eventually(timeout: 10) { processGoneOrZombie(grandchild) })
+        // Nothing holds the runner's anonymous namespace any more: the kernel frees it.
+        XCTAssertTrue(eventually(timeout: 10) { !liveNetnsInodes().contains(orphanNS) }, holders(of: [orphanNS]).description)
     }
 
     func testTeardownLeavesNoProcessOrNamespace() throws {
