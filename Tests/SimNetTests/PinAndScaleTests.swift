@@ -4,7 +4,7 @@ import XCTest
 
 final class PinAndScaleTests: XCTestCase {
     func testPinAndUnpin() throws {
-        try requireRoot()
+        try requireRealRoot()
         let prefix = "sim-simnettest\(getpid())-"
         let net = Network()
         defer { net.teardown(); _ = try? Pinned.removeAll(prefix: prefix) }
@@ -34,7 +34,7 @@ final class PinAndScaleTests: XCTestCase {
     }
 
     func testTeardownUnpinsByDefault() throws {
-        try requireRoot()
+        try requireRealRoot()
         let prefix = "sim-simnettest\(getpid())u-"
         let net = Network()
         try net.addHost("x").pin(as: prefix + "x")

@@ -15,6 +15,10 @@ final class RootlessTests: XCTestCase {
             try FileIO.writeNew(out, "refused: \(error)\n")
             return
         }
+        if getenv("SIMNET_ROOTLESS_HANG") != nil {
+            try FileIO.writeNew(out, "\(getpid())\n")
+            while true { pause() }
+        }
         var report = "uid=\(geteuid()) child=\(Rootless.isRootlessChild)"
         do {
             let net = Network()
@@ -42,7 +46,7 @@ final class RootlessTests: XCTestCase {
     }
 
     func testRootlessReexecAsNobody() throws {
-        try requireRoot()
+        try requireRealRoot()
         guard access("/usr/bin/setpriv", X_OK) == 0 else { throw XCTSkip("setpriv not installed") }
         var exe = [CChar](repeating: 0, count: 4096)
         guard readlink("/proc/self/exe", &exe, 4095) > 0 else { return XCTFail("no /proc/self/exe") }
@@ -66,7 +70,7 @@ final class RootlessTests: XCTestCase {
     /// limit, so the machine is not touched), the re-exec is refused and the
     /// message names the setting.
     func testRootlessRefusalNamesSetting() throws {
-        try requireRoot()
+        try requireRealRoot()
         for tool in ["/usr/bin/setpriv", "/usr/bin/unshare"] where access(tool, X_OK) != 0 {
             throw XCTSkip("\(tool) not installed")
         }
@@ -98,6 +102,34 @@ final class RootlessTests: XCTestCase {
         XCTAssertTrue(report.hasPrefix("refused: "), report + r.output)
         XCTAssertTrue(report.contains("user.max_user_namespaces = 0"), report)
         XCTAssertTrue(report.contains("No space left on device"), report)
+    }
+
+    /// kill -9 of the waiting parent also ends the re-executed runner.
+    func testRootlessRunnerDiesWithItsParent() throws {
+        try requireRealRoot()
+        guard access("/usr/bin/setpriv", X_OK) == 0 else { throw XCTSkip("setpriv not installed") }
+        var exe = [CChar](repeating: 0, count: 4096)
+        guard readlink("/proc/self/exe", &exe, 4095) > 0 else { return XCTFail("no /proc/self/exe") }
+        var template = Array("/tmp/simnet-rootless-XXXXXX".utf8CString)
+        guard let dir = mkdtemp(&template).map({ String(cString: $0) }) else { return XCTFail("mkdtemp") }
+        defer { try? SimHost.unsafeRemoveTree(dir) }
+        chmod(dir, 0o777)
+        let out = dir + "/report"
+        let net = Network()
+        defer { net.teardown() }
+        let h = try net.addHost("outside")
+        let wrapper = try h.spawn(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                   String(cString: exe), "SimNetTests.RootlessTests/testRootlessHelper"],
+                                  env: ["SIMNET_ROOTLESS_OUT": out, "SIMNET_ROOTLESS_HANG": "1"])
+        XCTAssertTrue(eventually(timeout: 30) { (try? FileIO.read(out))?.hasSuffix("\n") == true })
+        // The pid as seen from here: the helper printed its own, which is the
+        // same since only the user and network namespaces are new.
+        let runner = try XCTUnwrap(Int32(try FileIO.read(out).trimmingTrailingWhitespace))
+        XCTAssertNotEqual(runner, wrapper.pid)
+        XCTAssertEqual(kill(runner, 0), 0)
+        try wrapper.signal(SIGKILL)
+        XCTAssertEqual(wrapper.wait(timeout: 10), .signaled(SIGKILL))
+        XCTAssertTrue(eventually(timeout: 10) { processGoneOrZombie(runner) })
     }
 
     func testRefusalMessageNamesSettings() {
