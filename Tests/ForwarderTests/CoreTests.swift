@@ -443,3 +443,45 @@ final class CoreTests: XCTestCase {
         }
     }
 }
+
+final class TruncationRetryTests: XCTestCase {
+    typealias H = CoreHarness
+
+    func tcReply(_ h: H, _ i: Int) -> [UInt8] {
+        h.reply(to: i) { m in m.header.truncated = true }
+    }
+
+    func testTruncatedUDPReplyIsRetriedOverTCP() {
+        let h = H()
+        _ = h.ask("big.test", .txt, edns: EDNS(udpSize: 4096))
+        h.deliver(tcReply(h, 0), attempt: h.sends[0].attempt, from: H.serverA)
+        XCTAssertEqual(h.sends.map { $0.transport }, [.udp, .tcp])
+        XCTAssertEqual(h.sends[1].server, H.serverA)
+        XCTAssertTrue(h.logs.contains("reply from 10.0.0.1 is truncated, retrying over TCP"))
+        h.answer(1, answers: [H.a("big.test", "192.0.2.1")])
+        XCTAssertEqual(h.replies.count, 1)
+        XCTAssertFalse(h.replies[0].1.header.truncated)
+    }
+
+    func testTCPFailureFallsBackToTheTruncatedReply() {
+        let h = H()
+        _ = h.ask("big.test", .txt)
+        h.deliver(tcReply(h, 0), attempt: h.sends[0].attempt, from: H.serverA)
+        h.core.handleSendFailure(attempt: h.sends[1].attempt, errno: 104 /* ECONNRESET */, now: h.now)
+        h.drain()
+        XCTAssertEqual(h.replies.count, 1)
+        XCTAssertTrue(h.replies[0].1.header.truncated)
+        XCTAssertEqual(h.replies[0].1.rcode, .noError)
+    }
+
+    func testTCPFailureTriesNextServer() {
+        let h = H(servers: [H.serverA, H.serverB]) { $0.policy = .strictOrder }
+        _ = h.ask("big.test", .txt)
+        h.deliver(tcReply(h, 0), attempt: h.sends[0].attempt, from: H.serverA)
+        h.core.handleSendFailure(attempt: h.sends[1].attempt, errno: 104, now: h.now)
+        h.drain()
+        XCTAssertEqual(h.sends.map { $0.server }, [H.serverA, H.serverA, H.serverB])
+        h.answer(2, answers: [H.a("big.test", "192.0.2.2")])
+        XCTAssertEqual(h.replies.first?.1.answers.count, 1)
+    }
+}

@@ -220,6 +220,19 @@ final class FakeUpstreamTests: XCTestCase {
         XCTAssertEqual(QueryClient(timeout: 2).query("hat.com", server: u.endpoint).error, .refusedByICMP)
     }
 
+    /// "The upstream dies, then comes back": the same address and port can be served again at once.
+    func testRestartOnTheSamePort() throws {
+        let ep = upstream.endpoint
+        XCTAssertEqual(ask("hat.com", "A", .tcp).answers, ["192.168.122.203"])
+        upstream.stop()
+        XCTAssertEqual(ask("hat.com", "A", .udpConnected, to: ep).error, .refusedByICMP)
+        XCTAssertEqual(ask("hat.com", "A", .tcp, to: ep).error, .connectionRefused)
+        upstream = try FakeUpstream(name: "A again", listen: ep, zone: ActorTestSupport.zone)
+        XCTAssertEqual(upstream.endpoint, ep)
+        XCTAssertEqual(ask("hat.com", "A", .udpConnected).answers, ["192.168.122.203"])
+        XCTAssertEqual(ask("hat.com", "A", .tcp).answers, ["192.168.122.203"])
+    }
+
     func testCountingWithoutRecording() throws {
         let quiet = try FakeUpstream(address: "127.0.0.1", port: 0, zone: ActorTestSupport.zone, recordQueries: false)
         defer { quiet.stop() }
