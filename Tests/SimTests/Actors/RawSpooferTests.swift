@@ -6,7 +6,7 @@ import XCTest
 
 /// The spoofing attacker, on loopback inside a namespace of our own (raw sockets
 /// with a forged source address never touch the machine's network).
-final class SpooferTests: XCTestCase {
+final class RawSpooferTests: XCTestCase {
     /// A UDP socket of the host bound to 127.0.0.1:port.
     private func listener(_ host: SimHost, port: UInt16) throws -> Int32 {
         let fd = try ActorSocket.open({ try host.socket(domain: $0, type: $1, protocol: $2) }, .v4, ActorSocket.udp)
@@ -44,7 +44,7 @@ final class SpooferTests: XCTestCase {
         let fd = try listener(host, port: 40053)
         defer { close(fd) }
         let names = ["www.example.com", "mail.example.com", "x.test"]
-        let spoofer = try Spoofer(.init(target: "127.0.0.1", ports: .sweep(40053...40053),
+        let spoofer = try RawSpoofer(.init(target: "127.0.0.1", ports: .sweep(40053...40053),
                                         spoofedSource: Endpoint(ip: "192.0.2.53", port: 53),
                                         names: .list(names), poisonAddress: "203.0.113.66", ttl: 999_999,
                                         count: 60, seed: 42),
@@ -82,7 +82,7 @@ final class SpooferTests: XCTestCase {
         let ports: [UInt16] = [41000, 41001, 41002, 41003]
         let fds = try ports.map { try listener(host, port: $0) }
         defer { fds.forEach { close($0) } }
-        let spoofer = try Spoofer(.init(target: "127.0.0.1", ports: .random(41000...41003),
+        let spoofer = try RawSpoofer(.init(target: "127.0.0.1", ports: .random(41000...41003),
                                         spoofedSource: Endpoint(ip: "198.51.100.1", port: 53),
                                         names: .list(["a.example"]), poisonAddress: "203.0.113.1", count: 200),
                                   socketFactory: { try host.socket(domain: $0, type: $1, protocol: $2) })
@@ -103,7 +103,7 @@ final class SpooferTests: XCTestCase {
         defer { close(fd) }
         let asked = ActorMutex()
         var current: [String] = []
-        let spoofer = try Spoofer(.init(target: "127.0.0.1", ports: .sweep(40054...40054),
+        let spoofer = try RawSpoofer(.init(target: "127.0.0.1", ports: .sweep(40054...40054),
                                         spoofedSource: Endpoint(ip: "192.0.2.53", port: 53),
                                         names: .live(refresh: 0.01, { asked.locked { current } }),
                                         poisonAddress: "203.0.113.66", rate: 2000),
@@ -137,7 +137,7 @@ final class SpooferTests: XCTestCase {
     func testRateAndDurationBoundTheFlood() throws {
         let host = try namespaceHost("spoof-rate")
         defer { host.teardown() }
-        let spoofer = try Spoofer(.init(target: "127.0.0.1", spoofedSource: Endpoint(ip: "192.0.2.53", port: 53),
+        let spoofer = try RawSpoofer(.init(target: "127.0.0.1", spoofedSource: Endpoint(ip: "192.0.2.53", port: 53),
                                         names: .list(["a.example"]), poisonAddress: "203.0.113.1",
                                         rate: 100, duration: 0.2),
                                   socketFactory: { try host.socket(domain: $0, type: $1, protocol: $2) })
@@ -149,17 +149,17 @@ final class SpooferTests: XCTestCase {
     }
 
     func testPacketChecksumsAreValid() throws {
-        let payload = try XCTUnwrap(Spoofer.forgedReply("odd.example", type: .a, ttl: 60,
+        let payload = try XCTUnwrap(RawSpoofer.forgedReply("odd.example", type: .a, ttl: 60,
                                                         poison: IPv4Address("203.0.113.1")!))
         XCTAssertEqual(payload.count % 2, 1, "an odd-length datagram exercises the checksum's last byte")
         var packet: [UInt8] = []
-        let n = Spoofer.buildPacket(&packet, source: [10, 9, 8, 7], sourcePort: 53, target: [10, 1, 2, 3],
+        let n = RawSpoofer.buildPacket(&packet, source: [10, 9, 8, 7], sourcePort: 53, target: [10, 1, 2, 3],
                                     payload: payload, id: 0xBEEF, port: 33333, ipID: 7)
         XCTAssertEqual(n, 28 + payload.count)
         packet.withUnsafeBytes { p in
-            XCTAssertEqual(Spoofer.checksum(UnsafeRawBufferPointer(rebasing: p[0..<20]), initial: 0), 0, "IPv4 header checksum")
+            XCTAssertEqual(RawSpoofer.checksum(UnsafeRawBufferPointer(rebasing: p[0..<20]), initial: 0), 0, "IPv4 header checksum")
             let pseudo: UInt32 = 0x0A09 + 0x0807 + 0x0A01 + 0x0203 + 17 + UInt32(8 + payload.count)
-            XCTAssertEqual(Spoofer.checksum(UnsafeRawBufferPointer(rebasing: p[20..<n]), initial: pseudo), 0, "UDP checksum")
+            XCTAssertEqual(RawSpoofer.checksum(UnsafeRawBufferPointer(rebasing: p[20..<n]), initial: pseudo), 0, "UDP checksum")
         }
         XCTAssertEqual(Array(packet[12..<20]), [10, 9, 8, 7, 10, 1, 2, 3])
         XCTAssertEqual(Array(packet[20..<24]), [0, 53, 0x82, 0x35])
@@ -169,8 +169,8 @@ final class SpooferTests: XCTestCase {
     func testBadConfigurationIsAClearError() {
         let src = try! Endpoint(ip: "192.0.2.53", port: 53)
         let noSocket: SocketFactory = { _, _, _ in XCTFail("no socket for a bad configuration"); return -1 }
-        func message(_ c: Spoofer.Config) -> String {
-            do { _ = try Spoofer(c, socketFactory: noSocket); return "" } catch { return "\(error)" }
+        func message(_ c: RawSpoofer.Config) -> String {
+            do { _ = try RawSpoofer(c, socketFactory: noSocket); return "" } catch { return "\(error)" }
         }
         XCTAssertTrue(message(.init(target: "nope", spoofedSource: src, names: .list(["a"]), poisonAddress: "1.2.3.4")).contains("target"))
         XCTAssertTrue(message(.init(target: "::1", spoofedSource: src, names: .list(["a"]), poisonAddress: "1.2.3.4")).contains("IPv4"))
