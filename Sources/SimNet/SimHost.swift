@@ -296,6 +296,8 @@ public final class SimHost: CustomStringConvertible {
         pthread_mutex_unlock(&lock)
         SimHost.terminateAll(kids, grace: grace)
         if unpin { try? self.unpin() }
+        // The netlink socket holds the namespace too: close both.
+        routes.close()
         if fd >= 0 { close(fd) }
     }
 

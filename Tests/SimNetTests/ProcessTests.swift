@@ -148,6 +148,23 @@ final class ProcessTests: XCTestCase {
             XCTAssertEqual($0 as? SimNetError, .hostGone("a"))
         }
     }
+
+    /// A torn-down host's namespace is really freed (nothing of ours holds it):
+    /// the kernel then deletes the veth pair, so its peer vanishes from the other host.
+    func testTeardownFreesNamespaceSoVethPeerVanishes() throws {
+        try requireRoot()
+        let net = Network()
+        defer { net.teardown() }
+        let a = try net.addHost("a"), b = try net.addHost("b")
+        try net.connect(a, "eth0", b, "eth0")
+        try a.addAddress("10.9.9.1/24", dev: "eth0")
+        let trace = try a.startTrace()
+        _ = try a.spawn(["sleep", "300"])
+        XCTAssertTrue(b.hasLink("eth0"))
+        a.teardown(grace: 0.5)
+        trace.stop()
+        XCTAssertTrue(eventually(timeout: 10) { !b.hasLink("eth0") }, "a's namespace is still alive")
+    }
 }
 
 func processGoneOrZombie(_ pid: pid_t) -> Bool {

@@ -182,3 +182,21 @@ final class TopologyTests: XCTestCase {
         XCTAssertNotEqual(namespaceInode(ofSocket: here), inode(ofFD: a.nsFD))
     }
 }
+
+final class SnapshotTests: XCTestCase {
+    func testSnapshotShowsLinksAddressesRoutesAndRules() throws {
+        try requireRoot()
+        let net = Network()
+        defer { net.teardown() }
+        let a = try net.addHost("a"), b = try net.addHost("b")
+        try net.connect(a, "eth0", b, "eth0")
+        try a.addAddress("10.9.10.1/24", dev: "eth0")
+        try a.addRoute("10.99.0.0/16", via: "10.9.10.2")
+        try a.applyNftables("table inet snap {\n chain c {\n type filter hook input priority 0;\n udp dport 1 counter drop\n }\n}\n")
+        let text = net.snapshot()
+        XCTAssertTrue(text.contains("## host a") && text.contains("## host b"), text)
+        XCTAssertTrue(text.contains("10.9.10.1/24"), text)
+        XCTAssertTrue(text.contains("10.99.0.0/16 via 10.9.10.2"), text)
+        XCTAssertTrue(text.contains("udp dport 1 counter packets 0 bytes 0 drop"), text)
+    }
+}
