@@ -19,6 +19,8 @@ final class PinAndScaleTests: XCTestCase {
         XCTAssertThrowsError(try b.pin(as: prefix + "again"))
         let c = try net.addHost("c")
         XCTAssertThrowsError(try c.pin(as: prefix + "a")) { XCTAssertTrue("\($0)".contains("sim clean"), "\($0)") }
+        XCTAssertThrowsError(try c.pin(as: prefix + "x/y")) { XCTAssertTrue("\($0)".contains("no '/'"), "\($0)") }
+        XCTAssertNil(c.pinnedName)
 
         // Teardown keeping pins: the namespace outlives its fd.
         let aIno = inode(ofFD: a.nsFD)
