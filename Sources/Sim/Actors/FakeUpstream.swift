@@ -149,6 +149,7 @@ public final class FakeUpstream: @unchecked Sendable {
         guard let t else { return }
         server.requestStop()
         t.join()
+        server.closeWakePipe()
     }
 
     /// Queries seen for `name` (case-insensitive), optionally after a time.
@@ -275,17 +276,29 @@ final class UpstreamServer: @unchecked Sendable {
         _ = write(wakeWrite, &b, 1)
     }
 
-    func closeAll() {
+    /// Closes the sockets (the thread does this as it ends).
+    private func closeSockets() {
         close(udpFd)
         if let tcpFd { close(tcpFd) }
         for c in connections.values { close(c.fd) }
         connections.removeAll()
+    }
+
+    /// Closes the wake pipe: only once the thread is joined, so `requestStop`
+    /// never writes to a closed (or reused) descriptor.
+    func closeWakePipe() {
         close(wakeRead)
         close(wakeWrite)
     }
 
+    /// Everything, for when the thread never started.
+    func closeAll() {
+        closeSockets()
+        closeWakePipe()
+    }
+
     func run() {
-        defer { closeAll() }
+        defer { closeSockets() }
         while !stopFlag.isStopped {
             var fds = [pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: udpFd, events: Int16(POLLIN), revents: 0)]
