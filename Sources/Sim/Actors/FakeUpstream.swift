@@ -26,6 +26,18 @@ public struct UpstreamQuery: Sendable, CustomStringConvertible {
     }
 }
 
+/// One window of an upstream's script: from `from` (seconds, `SimClock.now()`
+/// scale) on, `behaviour` applies.
+public struct BehaviourWindow: Hashable, Sendable {
+    public var from: Double
+    public var behaviour: UpstreamBehaviour
+
+    public init(from: Double, _ behaviour: UpstreamBehaviour) {
+        self.from = from
+        self.behaviour = behaviour
+    }
+}
+
 /// An ICMP error that came back for a reply a fake upstream sent (the
 /// Docker-bridge symptom: the client's host rejects a reply from the wrong
 /// source address with "port unreachable").
@@ -120,14 +132,27 @@ public final class FakeUpstream: @unchecked Sendable {
         stop()
     }
 
-    /// The behaviour in force now.
+    /// The behaviour in force now (the script's window, if one has begun).
     public var behaviour: UpstreamBehaviour {
-        shared.mutex.locked { shared.behaviour }
+        shared.mutex.locked { shared.current(at: SimClock.now()) }
     }
 
-    /// Switches the behaviour; takes effect for the next query read. Thread-safe.
+    /// Switches the behaviour and drops any script; takes effect for the next
+    /// query read. Thread-safe.
     public func setBehaviour(_ behaviour: UpstreamBehaviour) {
-        shared.mutex.locked { shared.behaviour = behaviour }
+        shared.mutex.locked {
+            shared.behaviour = behaviour
+            shared.script = []
+        }
+    }
+
+    /// Time windows, Deckard-style: from each window's `from` (`SimClock.now()`
+    /// scale) its behaviour applies, until the next window begins. Before the
+    /// first window the behaviour set last (`setBehaviour` / init) applies.
+    /// Chosen per query when it is read, on the server's thread: no runner
+    /// thread has to be on time. Thread-safe.
+    public func setScript(_ windows: [BehaviourWindow]) {
+        shared.mutex.locked { shared.script = windows.sorted { $0.from < $1.from } }
     }
 
     public var zone: Zone {
@@ -165,6 +190,14 @@ final class UpstreamShared: @unchecked Sendable {
     var zone: Zone
     var recordQueries = true
     var queryCount = 0
+
+    /// Sorted by `from`.
+    var script: [BehaviourWindow] = []
+
+    /// Call with `mutex` held.
+    func current(at time: Double) -> UpstreamBehaviour {
+        script.last(where: { $0.from <= time })?.behaviour ?? behaviour
+    }
 
     init(behaviour: UpstreamBehaviour, zone: Zone) {
         self.behaviour = behaviour
@@ -422,7 +455,7 @@ final class UpstreamServer: @unchecked Sendable {
         let time = SimClock.now()
         let (behaviour, zone, record) = shared.mutex.locked { () -> (UpstreamBehaviour, Zone, Bool) in
             shared.queryCount += 1
-            return (shared.behaviour, shared.zone, shared.recordQueries)
+            return (shared.current(at: time), shared.zone, shared.recordQueries)
         }
         let (query, reply) = Responder.respond(to: bytes, behaviour: behaviour, zone: zone, transport: transport)
         // Logged before acting, so whoever sees the reply also finds the query in the log.
