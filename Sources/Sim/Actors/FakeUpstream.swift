@@ -262,7 +262,7 @@ final class UpstreamServer: @unchecked Sendable {
                     if listen.family == .v6 { ActorSocket.setOption(t, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1) }
                     let tcpAt = naive ? Endpoint.wildcard(listen.family, port: port) : try Endpoint(ip: listen.ip, port: port)
                     try ActorSocket.bind(t, tcpAt, "tcp")
-                    if Glibc.listen(t, 64) != 0 { throw ActorError.errno("listen \(tcpAt)") }
+                    if Glibc.listen(t, 1024) != 0 { throw ActorError.errno("listen \(tcpAt)") }
                     return (udp, t, port)
                 } catch {
                     close(t)
