@@ -52,3 +52,15 @@
 //   (`summary.maxLag` shows any slip). Bounded: rate <= 5000/s, duration
 //   <= 1 h, at most 100 000 queries.
 // - Long benchmarks: `FakeUpstream(recordQueries: false)` keeps only `queryCount`.
+//
+// Hostile actors (issue 9):
+//
+// - `Spoofer.flood(upstream:resolver:ports:names:poison:rate:count:)` -> a
+//   `PacketFlood` of forged replies: the upstream's address and port as source
+//   (IP_TRANSPARENT, so the attacker host need not own it; CAP_NET_ADMIN in its
+//   namespace), the right question, random ID, guessed port, poisoned answer.
+// - `MalformedPackets.catalog` (named broken datagrams) and
+//   `MalformedPackets.flood(target:rate:count:)`.
+// - `TCPIdlers(target:connections:)`: a slowloris of N idle connections (half a
+//   length prefix sent); `status`, `closures` (when the server shed each one).
+// - All bounded (count / connections caps) and stopped by `stop()` or deinit.
