@@ -200,3 +200,30 @@ final class SnapshotTests: XCTestCase {
         XCTAssertTrue(text.contains("udp dport 1 counter packets 0 bytes 0 drop"), text)
     }
 }
+
+final class RootNamespaceTests: XCTestCase {
+    /// Links of the test's own namespace (the machine's, when run as root).
+    private func ownLinks() throws -> Set<String> {
+        let text = try FileIO.read("/proc/thread-self/net/dev")
+        return Set(text.split(separator: "\n").dropFirst(2).compactMap {
+            $0.split(separator: ":").first.map { $0.simTrimmed(" ") }
+        })
+    }
+
+    func testNothingIsCreatedInTheCallersNamespace() throws {
+        try requireRoot()
+        let names: Set<String> = ["snprobe-a", "snprobe-b", "snprobe-br", "snprobe-c"]
+        let before = try ownLinks()
+        XCTAssertTrue(before.isDisjoint(with: names))
+        let net = Network()
+        defer { net.teardown() }
+        let a = try net.addHost("a"), b = try net.addHost("b"), c = try net.addHost("c")
+        try net.connect(a, "snprobe-a", b, "snprobe-b")
+        try net.connect(c, "snprobe-c", b, "snprobe-c")
+        try b.addBridge("snprobe-br", ports: ["snprobe-b", "snprobe-c"])
+        XCTAssertTrue(a.hasLink("snprobe-a") && b.hasLink("snprobe-br") && c.hasLink("snprobe-c"))
+        XCTAssertTrue(try ownLinks().isDisjoint(with: names))
+        net.teardown()
+        XCTAssertTrue(try ownLinks().isDisjoint(with: names))
+    }
+}
