@@ -50,6 +50,13 @@ final class ProcessTests: XCTestCase {
         XCTAssertEqual(try a.runCommand(["cat"], input: "piped text").stdout, "piped text")
         let big = String(repeating: "0123456789abcdef\n", count: 20000) // > pipe buffers both ways
         XCTAssertEqual(try a.runCommand(["cat"], input: big).stdout.count, big.count)
+        // A child that ignores its (large) input: no SIGPIPE for us.
+        XCTAssertEqual(try a.runCommand(["true"], input: big + big + big + big).status, 0)
+        // Children start with default signal dispositions (SIGPIPE not ignored).
+        let sigs = try a.runCommand(["grep", "SigIgn", "/proc/self/status"]).stdout
+        let mask = UInt64(sigs.split(separator: "\t").last.map { $0.simTrimmed("\n ") } ?? "", radix: 16)
+        XCTAssertNotNil(mask, sigs)
+        XCTAssertEqual((mask ?? 0) & (1 << (UInt64(SIGPIPE) - 1)), 0, sigs)
         let e = try a.runCommand(["sh", "-c", "echo oops >&2; exit 3"])
         XCTAssertEqual(e.status, 3)
         XCTAssertEqual(e.stderr, "oops\n")
@@ -147,6 +154,23 @@ final class ProcessTests: XCTestCase {
         XCTAssertThrowsError(try a.addAddress("10.0.0.1/24", dev: "lo")) {
             XCTAssertEqual($0 as? SimNetError, .hostGone("a"))
         }
+    }
+
+    /// A torn-down host's namespace is really freed (nothing of ours holds it):
+    /// the kernel then deletes the veth pair, so its peer vanishes from the other host.
+    func testTeardownFreesNamespaceSoVethPeerVanishes() throws {
+        try requireRoot()
+        let net = Network()
+        defer { net.teardown() }
+        let a = try net.addHost("a"), b = try net.addHost("b")
+        try net.connect(a, "eth0", b, "eth0")
+        try a.addAddress("10.9.9.1/24", dev: "eth0")
+        let trace = try a.startTrace()
+        _ = try a.spawn(["sleep", "300"])
+        XCTAssertTrue(b.hasLink("eth0"))
+        a.teardown(grace: 0.5)
+        trace.stop()
+        XCTAssertTrue(eventually(timeout: 10) { !b.hasLink("eth0") }, "a's namespace is still alive")
     }
 }
 

@@ -192,6 +192,22 @@ final class FakeUpstreamTests: XCTestCase {
         XCTAssertEqual(upstream.queries.snapshot().map { $0.behaviour }, [.answer, .refused, .answer])
     }
 
+    func testScriptPicksTheWindowByTime() {
+        let now = SimClock.now()
+        upstream.setScript([BehaviourWindow(from: now + 1000, .answer),
+                            BehaviourWindow(from: now - 10, .refused),
+                            BehaviourWindow(from: now - 5, .servfail)])
+        XCTAssertEqual(upstream.behaviour, .servfail)
+        XCTAssertEqual(ask().rcode, .servFail)
+        upstream.setScript([BehaviourWindow(from: now + 1000, .refused)])
+        XCTAssertEqual(ask().rcode, .noError, "before the first window: the base behaviour")
+        upstream.setScript([BehaviourWindow(from: now - 1, .nxdomain)])
+        XCTAssertEqual(ask().rcode, .nxDomain)
+        upstream.setBehaviour(.refused)
+        XCTAssertEqual(ask().rcode, .refused, "setBehaviour drops the script")
+        XCTAssertEqual(upstream.queries.snapshot().map { $0.behaviour }, [.servfail, .answer, .nxdomain, .refused])
+    }
+
     func testZoneSwap() throws {
         upstream.setZone(try Zone(simple: ["hat.com": ["A": ["192.168.122.204"]]]))
         XCTAssertEqual(ask().answers, ["192.168.122.204"])
@@ -218,6 +234,19 @@ final class FakeUpstreamTests: XCTestCase {
         u.stop()
         XCTAssertEqual(ActorTestSupport.openFDCount(), fdsBefore, "sockets, connections and the wake pipe are closed")
         XCTAssertEqual(QueryClient(timeout: 2).query("hat.com", server: u.endpoint).error, .refusedByICMP)
+    }
+
+    /// "The upstream dies, then comes back": the same address and port can be served again at once.
+    func testRestartOnTheSamePort() throws {
+        let ep = upstream.endpoint
+        XCTAssertEqual(ask("hat.com", "A", .tcp).answers, ["192.168.122.203"])
+        upstream.stop()
+        XCTAssertEqual(ask("hat.com", "A", .udpConnected, to: ep).error, .refusedByICMP)
+        XCTAssertEqual(ask("hat.com", "A", .tcp, to: ep).error, .connectionRefused)
+        upstream = try FakeUpstream(name: "A again", listen: ep, zone: ActorTestSupport.zone)
+        XCTAssertEqual(upstream.endpoint, ep)
+        XCTAssertEqual(ask("hat.com", "A", .udpConnected).answers, ["192.168.122.203"])
+        XCTAssertEqual(ask("hat.com", "A", .tcp).answers, ["192.168.122.203"])
     }
 
     func testCountingWithoutRecording() throws {
