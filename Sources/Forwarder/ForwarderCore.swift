@@ -113,6 +113,8 @@ public final class ForwarderCore {
     var nextAttemptID = 1
     var rng: UInt64
     var lastOverLimitLog: UInt64 = 0
+    var lastSendFailureLog: [Int: UInt64] = [:]
+    var sendFailuresNotLogged: [Int: Int] = [:]
     var overLimitSinceLog = 0
 
     public init(config: Config) {
@@ -462,8 +464,21 @@ public final class ForwarderCore {
         var buf = [CChar](repeating: 0, count: 128)
         fwd_strerror(e, &buf, 128)
         let text = String(cString: buf)
-        // Always logged: this is an operational error, not query logging.
-        actions.append(.log("failed to send to \(a.endpoint.serverText): \(text)"))
+        // An operational error, logged even without --log-queries, but then at most
+        // once per server every 5 s (with a count of those not logged).
+        if config.logQueries {
+            actions.append(.log("failed to send to \(a.endpoint.serverText): \(text)"))
+        } else {
+            let last = lastSendFailureLog[a.server] ?? 0
+            if last == 0 || now &- last >= 5_000_000_000 {
+                let skipped = sendFailuresNotLogged[a.server] ?? 0
+                actions.append(.log("failed to send to \(a.endpoint.serverText): \(text)" + (skipped > 0 ? " (and \(skipped) more not logged)" : "")))
+                lastSendFailureLog[a.server] = now
+                sendFailuresNotLogged[a.server] = 0
+            } else {
+                sendFailuresNotLogged[a.server, default: 0] += 1
+            }
+        }
         failAttempt(aid, now: now, timedOut: false)
     }
 

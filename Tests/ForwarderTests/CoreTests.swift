@@ -513,3 +513,22 @@ final class AttemptBookkeepingTests: XCTestCase {
         XCTAssertEqual(h.core.idsInUse.reduce(0) { $0 | $1 }, 0, "no upstream ID left reserved")
     }
 }
+
+final class SendFailureLogTests: XCTestCase {
+    func testSendFailuresAreLoggedWithoutLogQueriesButRateLimited() {
+        let h = CoreHarness { $0.logQueries = false }
+        for i in 0..<3 {
+            _ = h.ask("f\(i).test")
+            h.core.handleSendFailure(attempt: h.sends.last!.attempt, errno: 1, now: h.now)
+            h.drain()
+        }
+        XCTAssertEqual(h.logs, ["failed to send to 10.0.0.1: Operation not permitted"])
+        h.now += 6_000_000_000
+        _ = h.ask("later.test")
+        h.core.handleSendFailure(attempt: h.sends.last!.attempt, errno: 1, now: h.now)
+        h.drain()
+        XCTAssertEqual(h.logs.last, "failed to send to 10.0.0.1: Operation not permitted (and 2 more not logged)")
+        XCTAssertEqual(h.replies.count, 4)
+        XCTAssertTrue(h.replies.allSatisfy { $0.1.rcode == .servFail })
+    }
+}
