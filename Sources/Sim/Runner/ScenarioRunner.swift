@@ -145,9 +145,6 @@ final class ScenarioRun {
         try buildTopology()
         let built = SimClock.monotonic() - buildStart
         note(String(format: "topology of %d hosts built in %.1f ms", scenario.hosts.count, built * 1000))
-        if options.verbose {
-            options.log(String(format: "  %@/%@: topology of %d hosts built in %.1f ms", scenario.family, scenario.id, scenario.hosts.count, built * 1000))
-        }
         try startUpstreams()
         if let f = scenario.forwarder, f.start { try startForwarder(f) }
         t0 = SimClock.now()
@@ -260,6 +257,10 @@ final class ScenarioRun {
     // MARK: - steps
 
     func perform(_ step: Step) throws {
+        if let only = step.only, !only.contains(subject) {
+            note("step \(step.index) (line \(step.line)): \(step.label) - not for \(subject)")
+            return
+        }
         if let at = step.at {
             let target = t0 + at
             let now = SimClock.now()
@@ -435,7 +436,10 @@ final class ScenarioRun {
             if let w = e.within, o.latency > w { return true }
             return false
         }
-        let allowed = e.maxFailed ?? 0
+        let allowed = e.maxFailed ?? (e.minFailed == nil ? 0 : outcomes.count)
+        if let least = e.minFailed, failed.count < least {
+            return "\(failed.count) of \(outcomes.count) queries failed, expected at least \(least)"
+        }
         if failed.count > allowed {
             let sample = failed.prefix(3).map { "\($0.name): \($0.summary) at \(String(format: "%.2fs", $0.start))" }
             return "\(failed.count) of \(outcomes.count) queries failed (allowed \(allowed)); first: \(sample.joined(separator: "; "))"

@@ -118,6 +118,8 @@ public struct Step {
     public var subjectExpect: [String: Expectation]
     /// Run without waiting for the result; a later `wait:` (or the end) collects it.
     public var background: Bool
+    /// Run this step only for these subjects (nil: for all).
+    public var only: [String]?
 
     public func expectation(for subject: String) -> Expectation? {
         subjectExpect[subject] ?? expect
@@ -250,6 +252,8 @@ public struct Expectation {
     public var truncated: Bool?
     /// For loads: how many may fail (default 0 when given).
     public var maxFailed: Int?
+    /// For loads that show a declared failure: at least this many must fail.
+    public var minFailed: Int?
     public var outputContains: [String]?
     public var exitStatus: Int?
     public var symptom: String?

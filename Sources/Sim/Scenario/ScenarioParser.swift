@@ -96,6 +96,12 @@ public enum ScenarioParser {
                                     reason: "steps[\(st.index)]: expect-\(subj) given but '\(subj)' is not in subjects")
             }
         }
+        for (subj, decl) in subjects {
+            if case .fails = decl, !steps.contains(where: { $0.subjectExpect[subj] != nil || ($0.only?.contains(subj) ?? false) }) {
+                throw ScenarioError(file: file, line: 1,
+                                    reason: "subject \(subj) is declared to fail, but no step says how (expect-\(subj): or only: [\(subj)])")
+            }
+        }
         try top.finish(allowed: ["name", "incident", "story", "time-limit", "hosts", "upstreams", "forwarder", "subjects", "steps"])
         return Scenario(file: file, id: id, family: family, name: name, incident: incident, story: story,
                         hosts: hosts, upstreams: upstreams, forwarder: forwarder, subjects: subjects,
@@ -340,6 +346,13 @@ public enum ScenarioParser {
         let at = try f.optional("at")?.duration()
         let id = try f.optional("id")?.string()
         let background = try f.optional("background")?.bool() ?? false
+        var only: [String]?
+        if let o = f.optional("only") {
+            only = try o.strings()
+            for name in only! where !subjectNames.contains(name) {
+                throw o.error("unknown subject '\(name)' in only: (known: \(subjectNames.joined(separator: ", ")))")
+            }
+        }
         let present = actionKeys.filter { f.keys.contains($0) }
         guard present.count == 1, let key = present.first else {
             if present.isEmpty { throw n.error("a step needs one action (\(actionKeys.joined(separator: ", ")))") }
@@ -558,9 +571,9 @@ public enum ScenarioParser {
         if case .query = action, expect == nil {
             throw n.error("a query step needs expect: (what the client must get)")
         }
-        try f.finish(allowed: ["at", "id", "background", "expect"] + subjectNames.map { "expect-\($0)" } + actionKeys)
+        try f.finish(allowed: ["at", "id", "background", "only", "expect"] + subjectNames.map { "expect-\($0)" } + actionKeys)
         return Step(index: index, line: n.line, label: label, at: at, id: id, action: action, expect: expect,
-                    subjectExpect: subjectExpect, background: background)
+                    subjectExpect: subjectExpect, background: background, only: only)
     }
 
     static func parseSince(_ n: YNode?) throws -> SinceSpec {
@@ -598,11 +611,12 @@ public enum ScenarioParser {
         if let w = f.optional("after") { e.after = try w.duration() }
         if let t = f.optional("truncated") { e.truncated = try t.bool() }
         if let m = f.optional("max-failed") { e.maxFailed = try m.int() }
+        if let m = f.optional("min-failed") { e.minFailed = try m.int() }
         if let o = f.optional("output") { e.outputContains = try o.strings() }
         if let x = f.optional("exit") { e.exitStatus = try x.int() }
         if let s = f.optional("symptom") { e.symptom = try s.string() }
         try f.finish(allowed: ["answer", "rcode", "timeout", "error", "reply-source", "within", "after", "truncated",
-                               "max-failed", "output", "exit", "symptom"])
+                               "max-failed", "min-failed", "output", "exit", "symptom"])
         return e
     }
 
