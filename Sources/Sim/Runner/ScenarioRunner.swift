@@ -318,13 +318,17 @@ final class ScenarioRun {
             try processAction(action, step: step)
         case .wait(let ids):
             try waitFor(ids: ids, step: step, timeout: scenario.timeLimit)
-        case .run(let h, let argv, let timeout):
+        case .run(let h, let rawArgv, let timeout):
+            let argv = rawArgv.map { expandScratch($0, host: h) }
             let r = try hosts[h]!.runCommand(argv, timeout: timeout)
             recordReport("step \(step.index) \(argv.joined(separator: " ")): exit \(r.status): \(r.output.trimmingCharacters(in: .whitespacesAndNewlines).prefix(300))")
             if let e = expect {
                 if let x = e.exitStatus, x != r.status { throw fail("exit status \(r.status), expected \(x): \(r.output.prefix(300))") }
                 for want in e.outputContains ?? [] where !r.output.contains(want) {
-                    throw fail("output lacks '\(want)': \(r.output.prefix(500))")
+                    throw fail("output lacks '\(want)': \(r.output.prefix(800))")
+                }
+                for unwanted in e.outputLacks ?? [] where r.output.contains(unwanted) {
+                    throw fail("output has '\(unwanted)': \(r.output.prefix(800))")
                 }
             }
         case .upstreamSaw(let s):
@@ -342,8 +346,8 @@ final class ScenarioRun {
             if !ok { throw fail("\(h) sent \(seen) ICMP destination unreachable, expected at least \(min)") }
         case .firewallCount(let s):
             try checkFirewall(s, fail: fail)
-        case .stats(let name, let within):
-            try checkStats(process: name, within: within, fail: fail)
+        case .stats(let spec):
+            try checkStats(spec, fail: fail)
         case .stubSaw(let s):
             try checkStub(s, fail: fail)
         }
@@ -518,19 +522,44 @@ final class ScenarioRun {
         if !ok { throw fail("the log has '\(s.contains)' \(n) time(s), expected at least \(s.min) within \(s.within)s; log ends: \(tail(forwarderLog))") }
     }
 
-    func checkStats(process: String, within: Double, fail: (String) -> StepFailure) throws {
-        guard let p = forwarder, p.isRunning else { throw fail("\(process) is not running") }
+    var lastRSS: Int64?
+
+    /// SIGUSR1, then the statistics lines it logs; optionally the in-flight
+    /// count they show, and the growth of resident memory since the last check.
+    func checkStats(_ spec: StatsSpec, fail: (String) -> StepFailure) throws {
+        guard let p = forwarder, p.isRunning else { throw fail("\(spec.process) is not running") }
         let before = fileSize(forwarderLog)
         try p.signal(SIGUSR1)
         var text = ""
-        let ok = waitUntil(timeout: within) {
+        var inflight: Int?
+        let ok = waitUntil(timeout: spec.within) {
             let all = (try? String(contentsOfFile: self.forwarderLog, encoding: .utf8)) ?? ""
             let b = Array(all.utf8)
             text = before < b.count ? String(decoding: b[before...], as: UTF8.self) : ""
-            return text.contains("queries in flight")
+            inflight = Self.number(after: "queries in flight ", in: text)
+            return inflight != nil
         }
         for line in text.split(separator: "\n") { recordReport("stats: \(line)") }
-        if !ok { throw fail("no statistics logged within \(within)s after SIGUSR1") }
+        if !ok { throw fail("no 'queries in flight' statistics logged within \(spec.within)s after SIGUSR1") }
+        if let want = spec.inflight, inflight != want {
+            throw fail("statistics show \(inflight ?? -1) queries in flight, expected \(want)")
+        }
+        let status = (try? String(contentsOfFile: "/proc/\(p.pid)/status", encoding: .utf8)) ?? ""
+        if let kb = Self.number(after: "VmRSS:", in: status) {
+            let rss = Int64(kb) * 1024
+            recordReport(String(format: "\(spec.process) RSS %.1f MB", Double(rss) / 1048576))
+            if let max = spec.rssGrowthMax, let last = lastRSS, rss - last > max {
+                throw fail(String(format: "RSS grew by %.1f MB since the last statistics, bound is %.1f MB",
+                                  Double(rss - last) / 1048576, Double(max) / 1048576))
+            }
+            lastRSS = rss
+        }
+    }
+
+    static func number(after key: String, in text: String) -> Int? {
+        guard let r = text.range(of: key, options: .backwards) else { return nil }
+        let digits = text[r.upperBound...].drop { $0 == " " || $0 == "\t" }.prefix { $0.isNumber }
+        return Int(digits)
     }
 
     func checkStub(_ s: StubSawSpec, fail: (String) -> StepFailure) throws {
@@ -592,6 +621,25 @@ final class ScenarioRun {
     }
 
     // MARK: - files and processes
+
+    /// `@name` in a command's argument stands for the host's scratch file `name`.
+    func expandScratch(_ arg: String, host: String) -> String {
+        var out = ""
+        var rest = Substring(arg)
+        while let at = rest.firstIndex(of: "@") {
+            out += rest[..<at]
+            let after = rest[rest.index(after: at)...]
+            let name = after.prefix { $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "_" }
+            if let first = name.first, first.isLetter {
+                out += (scratch(host) as NSString).appendingPathComponent(String(name))
+                rest = after.dropFirst(name.count)
+            } else {
+                out += "@"
+                rest = after
+            }
+        }
+        return out + rest
+    }
 
     func resolveFile(_ name: String, host: String) -> String {
         let n = name.hasPrefix("@") ? String(name.dropFirst()) : name

@@ -179,7 +179,7 @@ public enum StepAction {
     case log(LogSpec)
     case icmpUnreachable(host: String, min: Int, within: Double)
     case firewallCount(FirewallCountSpec)
-    case stats(process: String, within: Double)
+    case stats(StatsSpec)
     case stubSaw(StubSawSpec)
 }
 
@@ -226,6 +226,15 @@ public struct FirewallCountSpec {
     public var diagnose: Bool
 }
 
+public struct StatsSpec {
+    public var process: String
+    public var within: Double
+    /// The statistics must show this many queries in flight (e.g. 0: nothing leaked).
+    public var inflight: Int?
+    /// Resident memory may grow at most this many bytes since the previous stats step.
+    public var rssGrowthMax: Int64?
+}
+
 public struct StubSawSpec {
     public var stub: String
     public var server: String?
@@ -255,6 +264,7 @@ public struct Expectation {
     /// For loads that show a declared failure: at least this many must fail.
     public var minFailed: Int?
     public var outputContains: [String]?
+    public var outputLacks: [String]?
     public var exitStatus: Int?
     public var symptom: String?
 }

@@ -538,10 +538,16 @@ public enum ScenarioParser {
             let s = try a.fields("a statistics check")
             let pn = try s.optional("process")?.string() ?? "forwarder"
             guard ctx.processes.contains(pn) else { throw a.error("no process named '\(pn)'") }
-            let within = try s.optional("within")?.duration() ?? 3
-            try s.finish(allowed: ["process", "within"])
+            var growth: Int64?
+            if let g = s.optional("rss-growth-max") {
+                guard let b = parseBytes(try g.string()) else { throw g.error("expected a size such as 2MB or 512KB") }
+                growth = b
+            }
+            let spec = StatsSpec(process: pn, within: try s.optional("within")?.duration() ?? 3,
+                                 inflight: try s.optional("inflight")?.int(), rssGrowthMax: growth)
+            try s.finish(allowed: ["process", "within", "inflight", "rss-growth-max"])
             label = "statistics of \(pn)"
-            action = .stats(process: pn, within: within)
+            action = .stats(spec)
         case "stub-saw":
             let s = try a.fields("a stub check")
             let spec = StubSawSpec(stub: try s.required("stub").string(), server: try s.optional("server")?.string(),
@@ -613,10 +619,11 @@ public enum ScenarioParser {
         if let m = f.optional("max-failed") { e.maxFailed = try m.int() }
         if let m = f.optional("min-failed") { e.minFailed = try m.int() }
         if let o = f.optional("output") { e.outputContains = try o.strings() }
+        if let o = f.optional("output-lacks") { e.outputLacks = try o.strings() }
         if let x = f.optional("exit") { e.exitStatus = try x.int() }
         if let s = f.optional("symptom") { e.symptom = try s.string() }
         try f.finish(allowed: ["answer", "rcode", "timeout", "error", "reply-source", "within", "after", "truncated",
-                               "max-failed", "min-failed", "output", "exit", "symptom"])
+                               "max-failed", "min-failed", "output", "output-lacks", "exit", "symptom"])
         return e
     }
 
@@ -650,6 +657,15 @@ public enum ScenarioParser {
             throw n.error("interface name '\(name)' must be 1-15 characters without / or spaces")
         }
     }
+}
+
+/// "2MB", "512KB", "1048576".
+func parseBytes(_ s: String) -> Int64? {
+    let t = s.trimmingCharacters(in: .whitespaces).uppercased()
+    for (suffix, f) in [("KB", Int64(1024)), ("MB", Int64(1024 * 1024)), ("GB", Int64(1024 * 1024 * 1024)), ("B", Int64(1))] where t.hasSuffix(suffix) {
+        return Int64(t.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)).map { $0 * f }
+    }
+    return Int64(t)
 }
 
 func isIP(_ s: String) -> Bool {
