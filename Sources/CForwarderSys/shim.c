@@ -365,3 +365,58 @@ int fwd_addr_parse(const char *text, fwd_addr *a) {
     if (inet_pton(AF_INET6, text, tmp) == 1) { a->family = 6; memcpy(a->addr, tmp, 16); return 1; }
     return 0;
 }
+
+#include <sys/inotify.h>
+
+int fwd_inotify_init(void) {
+    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+int fwd_inotify_watch_dir(int fd, const char *dir) {
+    int wd = inotify_add_watch(fd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_ATTRIB);
+    return wd < 0 ? -errno : wd;
+}
+
+int fwd_inotify_unwatch(int fd, int wd) { return inotify_rm_watch(fd, wd) < 0 ? -errno : 0; }
+
+static int name_in_list(const char *name, const char *names) {
+    size_t len = strlen(name);
+    const char *p = names;
+    while (p && *p) {
+        const char *end = strchr(p, '/');
+        size_t l = end ? (size_t)(end - p) : strlen(p);
+        if (l == len && strncmp(p, name, len) == 0) return 1;
+        p = end ? end + 1 : NULL;
+    }
+    return 0;
+}
+
+int fwd_inotify_drain(int fd, const char *names) {
+    char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+    int matched = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR) break;
+            return matched ? matched : -errno;
+        }
+        if (n == 0) break;
+        for (char *p = buf; p < buf + n; ) {
+            struct inotify_event *ev = (struct inotify_event *)p;
+            if (ev->mask & IN_Q_OVERFLOW) matched++;
+            else if (ev->len > 0) {
+                if (name_in_list(ev->name, names)) matched++;
+            }
+            p += sizeof(struct inotify_event) + ev->len;
+        }
+    }
+    return matched;
+}
+
+int fwd_readlink(const char *path, char *buf, int cap) {
+    ssize_t n = readlink(path, buf, cap - 1);
+    if (n < 0) return -errno;
+    buf[n] = 0;
+    return (int)n;
+}

@@ -247,6 +247,10 @@ int simsys_spawn(const simsys_spawn_req *req, pid_t *out_pid, const char **out_s
     return err;
 }
 
+int simsys_set_pdeathsig(int sig) {
+    return prctl(PR_SET_PDEATHSIG, sig) == 0 ? 0 : errno;
+}
+
 int simsys_pipe_cloexec(int fds[2]) {
     return pipe2(fds, O_CLOEXEC) == 0 ? 0 : errno;
 }

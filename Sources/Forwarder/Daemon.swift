@@ -16,7 +16,7 @@ import CForwarderSys
 ///   connection; idle timeout; a cap on connections (the oldest idle is closed).
 ///   Queries that came over TCP go upstream over TCP.
 public final class Daemon {
-    enum Kind: UInt64 { case udpListener = 1, tcpListener, tcpClient, upstream, signal }
+    enum Kind: UInt64 { case udpListener = 1, tcpListener, tcpClient, upstream, signal, inotify }
 
     struct TCPClient {
         var fd: Int32
@@ -51,6 +51,12 @@ public final class Daemon {
     var batch: OpaquePointer?
     var scratch = [UInt8](repeating: 0, count: 65536 + 2)
     var running = true
+    var exitSignal = "SIGTERM"
+    var inotifyFD: Int32 = -1
+    var watchDescriptors: [Int32] = []
+    var watchNames: [String] = []
+    /// Servers read from the resolv-file last time (to detect a change).
+    var resolvServers: [Endpoint] = []
     public var tcpIdleTimeout: UInt64 = 10_000_000_000
     public var maxTCPClients = 64
     let batchSize = 64
@@ -103,25 +109,100 @@ public final class Daemon {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// Reads --resolv-file (unless --no-resolv) and returns the full upstream list.
-    func loadServers() -> [ServerSpec] {
-        var specs = options.servers
-        if !options.noResolv {
-            log("reading \(options.resolvFile)")
-            if let text = Daemon.readFile(options.resolvFile) {
-                let eps = Options.parseResolvConf(text)
-                if eps.isEmpty { log("no servers found in \(options.resolvFile), will retry") }
-                for ep in eps { specs.append(ServerSpec(endpoint: ep, fromResolvFile: true)) }
-            } else {
-                log("failed to access \(options.resolvFile): \(Daemon.errnoText(errno))")
-            }
+    /// Reads --resolv-file; nil when it is missing or has no nameserver.
+    func readResolvFile() -> [Endpoint]? {
+        log("reading \(options.resolvFile)")
+        guard let text = Daemon.readFile(options.resolvFile) else {
+            log("failed to access \(options.resolvFile): \(Daemon.errnoText(errno))")
+            return nil
         }
+        let eps = Options.parseResolvConf(text)
+        if eps.isEmpty {
+            log("no servers found in \(options.resolvFile), will retry")
+            return nil
+        }
+        return eps
+    }
+
+    /// The full upstream list: --server entries, then the resolv-file's.
+    func composeServers(_ resolv: [Endpoint]) -> [ServerSpec] {
+        var specs = options.servers
+        for ep in resolv { specs.append(ServerSpec(endpoint: ep, fromResolvFile: true)) }
+        return specs
+    }
+
+    func logServers(_ specs: [ServerSpec]) {
         for d in options.localDomains { log("using only locally-known addresses for domain \(d)") }
         for s in specs {
             if s.domains.isEmpty { log("using nameserver \(s.endpoint.fullText)") }
             else { for d in s.domains { log("using nameserver \(s.endpoint.fullText) for domain \(d)") } }
         }
+    }
+
+    /// Start-up and SIGHUP: read everything.
+    func loadServers() -> [ServerSpec] {
+        if !options.noResolv, let eps = readResolvFile() { resolvServers = eps }
+        let specs = composeServers(resolvServers)
+        logServers(specs)
         return specs
+    }
+
+    /// inotify said the resolv-file may have changed: re-read it, and switch the
+    /// upstream set atomically if its servers changed. A missing or empty file keeps
+    /// the current servers (a rewrite often deletes or truncates first).
+    func resolvFileChanged() {
+        setupResolvWatch()
+        guard let eps = readResolvFile() else { return }
+        guard eps != resolvServers else { return }
+        resolvServers = eps
+        let specs = composeServers(eps)
+        logServers(specs)
+        if options.clearOnReload { core.clearCache() }
+        core.setServers(specs, now: fwd_monotonic_ns())
+        flushActions()
+    }
+
+    static func splitPath(_ path: String) -> (dir: String, base: String) {
+        guard let slash = path.lastIndex(of: "/") else { return (".", path) }
+        let dir = String(path[..<slash])
+        return (dir.isEmpty ? "/" : dir, String(path[path.index(after: slash)...]))
+    }
+
+    /// Watches the resolv-file's directory and, when it is a symlink, its target's.
+    func setupResolvWatch() {
+        guard !options.noResolv else { return }
+        if inotifyFD < 0 {
+            inotifyFD = fwd_inotify_init()
+            guard inotifyFD >= 0 else { log("inotify: \(Daemon.errnoText(-inotifyFD))"); return }
+            _ = fwd_epoll_ctl(epfd, 1, inotifyFD, UInt32(FWD_EPOLLIN), token(.inotify, 0))
+        }
+        var targets: [(String, String)] = [Daemon.splitPath(options.resolvFile)]
+        var buf = [CChar](repeating: 0, count: 4096)
+        var path = options.resolvFile
+        for _ in 0..<8 {   // follow a chain of symlinks
+            let n = fwd_readlink(path, &buf, 4096)
+            guard n > 0 else { break }
+            var target = String(cString: buf)
+            if !target.hasPrefix("/") { target = Daemon.splitPath(path).dir + "/" + target }
+            targets.append(Daemon.splitPath(target))
+            path = target
+        }
+        let names = targets.map { $0.1 }
+        let dirs = targets.map { $0.0 }
+        if names == watchNames && !watchDescriptors.isEmpty { return }
+        for wd in watchDescriptors { _ = fwd_inotify_unwatch(inotifyFD, wd) }
+        watchDescriptors = []
+        for d in Set(dirs) {
+            let wd = fwd_inotify_watch_dir(inotifyFD, d)
+            if wd >= 0 { watchDescriptors.append(wd) }
+            else { log("cannot watch \(d) for changes to \(options.resolvFile): \(Daemon.errnoText(-wd))") }
+        }
+        watchNames = names
+    }
+
+    func readInotify() {
+        let r = watchNames.joined(separator: "/").withCString { fwd_inotify_drain(inotifyFD, $0) }
+        if r > 0 { resolvFileChanged() }
     }
 
     func loadHosts() -> HostsTable {
@@ -193,6 +274,7 @@ public final class Daemon {
         }
         core.setHosts(loadHosts())
         core.setServers(loadServers(), now: fwd_monotonic_ns())
+        setupResolvWatch()
         if let pf = options.pidFile {
             let text = "\(pid)\n"
             let fd = open(pf, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
@@ -229,6 +311,7 @@ public final class Daemon {
                 case .tcpClient: serviceTCPClient(id, events: events[i])
                 case .upstream: serviceUpstream(id, events: events[i])
                 case .signal: readSignals()
+                case .inotify: readInotify()
                 case .none: break
                 }
                 flushActions()
@@ -246,9 +329,10 @@ public final class Daemon {
         for (_, u) in upstreams { fwd_close(u.fd) }
         tcpClients.removeAll(); upstreams.removeAll()
         for fd in udpFDs + tcpFDs { fwd_close(fd) }
+        if inotifyFD >= 0 { fwd_close(inotifyFD) }
         if let pf = options.pidFile { unlink(pf) }
         if let b = batch { fwd_batch_free(b); batch = nil }
-        log("exiting on receipt of SIGTERM")
+        log("exiting on receipt of \(exitSignal)")
     }
 
     func readSignals() {
@@ -257,11 +341,13 @@ public final class Daemon {
             if s <= 0 { return }
             switch s {
             case SIGTERM, SIGINT:
+                exitSignal = s == SIGTERM ? "SIGTERM" : "SIGINT"
                 running = false
             case SIGHUP:
                 core.clearCache()
                 core.setHosts(loadHosts())
                 core.setServers(loadServers(), now: fwd_monotonic_ns())
+                setupResolvWatch()
                 log("cache cleared")
             case SIGUSR1:
                 for l in core.statisticsLines() { log(l) }

@@ -80,6 +80,8 @@ public final class ForwarderCore {
         var deadline: UInt64
         var transport: Transport
         var started: UInt64
+        /// A TC reply kept while the question is retried over TCP.
+        var truncatedReply: [UInt8]? = nil
     }
 
     struct Attempt {
@@ -352,7 +354,8 @@ public final class ForwarderCore {
         if !live { finishFailed(pid, now: now) }
     }
 
-    func sendAttempt(_ p: inout Pending, pid: Int, server: Int, now: UInt64) {
+    func sendAttempt(_ p: inout Pending, pid: Int, server: Int, now: UInt64, transport: Transport? = nil) {
+        let transport = transport ?? p.transport
         let aid = nextAttemptID
         nextAttemptID += 1
         let id = freshID()
@@ -360,15 +363,15 @@ public final class ForwarderCore {
         bytes[0] = UInt8(id >> 8); bytes[1] = UInt8(id & 0xff)
         let ep = selector.servers[server].spec.endpoint
         var timeout = selector.timeout(for: server)
-        if p.transport == .tcp { timeout = max(timeout * 2, 1_000_000_000) }
+        if transport == .tcp { timeout = max(timeout * 2, 1_000_000_000) }
         let deadline = min(now &+ timeout, p.deadline)
         attempts[aid] = Attempt(pending: pid, server: server, endpoint: ep, upstreamID: id, sentAt: now,
-                                deadline: deadline, transport: p.transport)
+                                deadline: deadline, transport: transport)
         p.active.append(aid)
         selector.noteSent(server)
         timers.push(deadline, kind: .attempt, id: aid)
         log("forwarded \(p.name) to \(ep.serverText)")
-        actions.append(.send(attempt: aid, server: ep, transport: p.transport, bytes: bytes))
+        actions.append(.send(attempt: aid, server: ep, transport: transport, bytes: bytes))
     }
 
     func endAttempt(_ aid: Int) {
@@ -409,6 +412,18 @@ public final class ForwarderCore {
             return
         }
         selector.noteSuccess(a.server, rtt: rtt, nxdomain: info.rcode == 3)
+        if info.truncated && a.transport == .udp {
+            // Ask the same server again over TCP; keep the truncated reply as a fallback.
+            var np = p
+            np.truncatedReply = Array(b)
+            log("reply from \(a.endpoint.serverText) is truncated, retrying over TCP")
+            pendings[a.pending] = np
+            endAttempt(aid)
+            np = pendings[a.pending]!
+            sendAttempt(&np, pid: a.pending, server: a.server, now: now, transport: .tcp)
+            pendings[a.pending] = np
+            return
+        }
         // Cache it.
         if cache.capacity > 0 && !info.truncated {
             var ttl: UInt32? = nil
@@ -473,6 +488,11 @@ public final class ForwarderCore {
 
     func finishFailed(_ pid: Int, now: UInt64) {
         guard let p = pendings[pid] else { return }
+        if let tc = p.truncatedReply {
+            log("reply \(p.name) is truncated")
+            tc.withUnsafeBytes { deliver(pid, reply: $0) }
+            return
+        }
         stats.servfailNoAnswer += 1
         log("reply \(p.name) is SERVFAIL")
         for w in p.waiters {

@@ -14,6 +14,8 @@ public struct Options: Equatable {
     public var localDomains: [String] = []
     public var resolvFile = "/etc/resolv.conf"
     public var noResolv = false
+    /// Drop the cache when the resolv-file's servers change (default on, unlike dnsmasq).
+    public var clearOnReload = true
     public var strictOrder = false
     public var allServers = false
     public var cacheSize = 150
@@ -41,6 +43,8 @@ public struct Options: Equatable {
         ("server", "S", "[/DOMAIN/]IP[#PORT]", "Upstream server; with /DOMAIN/ only for names in DOMAIN; /DOMAIN/ alone = local only."),
         ("resolv-file", "r", "FILE", "Read upstream servers from FILE's nameserver lines (default /etc/resolv.conf)."),
         ("no-resolv", "R", nil, "Do not read a resolv-file; use only --server."),
+        ("clear-on-reload", nil, nil, "Clear the cache when the resolv-file's servers change (the default)."),
+        ("no-clear-on-reload", nil, nil, "Keep the cache when the resolv-file's servers change."),
         ("strict-order", "o", nil, "Try servers in the order given, moving on at once on failure."),
         ("all-servers", nil, nil, "Send every query to all servers; the first good reply wins."),
         ("cache-size", "c", "N", "Cache up to N answers (default 150; 0 disables caching)."),
@@ -144,6 +148,8 @@ public struct Options: Equatable {
             try parseServer(v, loc: loc)
         case "resolv-file": resolvFile = v
         case "no-resolv": noResolv = true
+        case "clear-on-reload": clearOnReload = true
+        case "no-clear-on-reload": clearOnReload = false
         case "strict-order": strictOrder = true
         case "all-servers": allServers = true
         case "cache-size": cacheSize = try int(0, 10_000_000)

@@ -49,7 +49,7 @@ public struct UpstreamState: Sendable {
 ///
 /// Timeouts per attempt come from the server's smoothed RTT (RFC 6298 style:
 /// srtt + 4 * rttvar, times 2 for the DNS server's own work), floored and capped;
-/// an unknown server gets `unknownTimeout`. Two consecutive failures mark a server
+/// an unknown server gets `unknownTimeout`. A failure (timeout, REFUSED/SERVFAIL, garbage, send error) marks a server
 /// down; a down server is probed again after an exponential backoff (1 s to 30 s)
 /// and gets traffic back on its first good reply.
 public struct UpstreamSelector: Sendable {
@@ -58,7 +58,10 @@ public struct UpstreamSelector: Sendable {
     public var minTimeout: UInt64 = 150_000_000
     public var maxTimeout: UInt64 = 1_500_000_000
     public var unknownTimeout: UInt64 = 800_000_000
-    public var failuresToDown = 2
+    public var failuresToDown = 1
+    /// Every this many queries, the runner-up goes first (so a faster server is found).
+    public var exploreEvery = 32
+    var queryCounter = 0
     public var maxBackoff: UInt64 = 30_000_000_000
 
     public init(policy: UpstreamPolicy) { self.policy = policy }
@@ -102,7 +105,7 @@ public struct UpstreamSelector: Sendable {
     }
 
     /// Orders candidates for a new query.
-    public func order(_ cands: [Int], now: UInt64) -> [Int] {
+    public mutating func order(_ cands: [Int], now: UInt64) -> [Int] {
         switch policy {
         case .strictOrder, .allServers:
             return cands
@@ -111,15 +114,21 @@ public struct UpstreamSelector: Sendable {
                 let s = servers[i]
                 let healthRank: Int
                 switch s.health {
-                case .healthy: healthRank = 0
-                case .unknown: healthRank = 1
+                case .healthy, .unknown: healthRank = 0
                 case .suspect: healthRank = 2
                 case .down: healthRank = now >= s.probeAt ? 2 : 3
                 }
                 let est = s.srtt ?? (Double(unknownTimeout) / 1e9) / 2
                 return (healthRank, est, i)
             }
-            return cands.sorted { rank($0) < rank($1) }
+            var sorted = cands.sorted { rank($0) < rank($1) }
+            queryCounter &+= 1
+            if exploreEvery > 0 && queryCounter % exploreEvery == 0 && sorted.count > 1 {
+                let second = sorted[1]
+                let h = servers[second].health
+                if h == .healthy || h == .unknown { sorted.swapAt(0, 1) }
+            }
+            return sorted
         }
     }
 

@@ -5,7 +5,8 @@ import Glibc
 /// socket stays bound to the namespace it was created in, so after creation
 /// it can be used from any thread. Calls are serialised by a lock.
 final class RouteSocket {
-    private let sk: OpaquePointer
+    /// nil once closed: an open socket holds a reference to its namespace.
+    private var sock: OpaquePointer?
     private let host: String
     private var lock = pthread_mutex_t()
 
@@ -19,15 +20,33 @@ final class RouteSocket {
             nl_socket_free(sk)
             throw RouteSocket.error("connect", "for host \(host)", rc)
         }
-        self.sk = sk
+        self.sock = sk
         self.host = host
         pthread_mutex_init(&lock, nil)
     }
 
     deinit {
-        nl_close(sk)
-        nl_socket_free(sk)
+        close()
         pthread_mutex_destroy(&lock)
+    }
+
+    /// Closes the socket (which releases its hold on the namespace). Idempotent.
+    func close() {
+        pthread_mutex_lock(&lock)
+        if let sk = sock {
+            nl_close(sk)
+            nl_socket_free(sk)
+            sock = nil
+        }
+        pthread_mutex_unlock(&lock)
+    }
+
+    /// The open socket; only valid inside `locked`.
+    private var sk: OpaquePointer {
+        get throws {
+            guard let s = sock else { throw SimNetError.hostGone(host) }
+            return s
+        }
     }
 
     static func error(_ op: String, _ subject: String, _ rc: Int32) -> SimNetError {
@@ -47,7 +66,7 @@ final class RouteSocket {
     /// Returns the kernel's link object (caller must rtnl_link_put it).
     private func getLink(_ name: String) throws -> OpaquePointer {
         var link: OpaquePointer?
-        let rc = rtnl_link_get_kernel(sk, 0, name, &link)
+        let rc = rtnl_link_get_kernel(try sk, 0, name, &link)
         if rc < 0 || link == nil {
             throw SimNetError.netlink("find link", "\(name) on host \(host)", code: -rc,
                                       message: rc < 0 ? String(cString: nl_geterror(rc)) : "no such device")
@@ -81,7 +100,7 @@ final class RouteSocket {
             defer { rtnl_link_put(peer) }
             rtnl_link_set_name(peer, peerName)
             rtnl_link_set_ns_fd(peer, peerFD)
-            try check(rtnl_link_add(sk, link, NLM_F_CREATE | NLM_F_EXCL), "add veth",
+            try check(rtnl_link_add(try sk, link, NLM_F_CREATE | NLM_F_EXCL), "add veth",
                       "\(name) <-> \(peerHost):\(peerName)")
         }
     }
@@ -93,7 +112,7 @@ final class RouteSocket {
             }
             defer { rtnl_link_put(link) }
             rtnl_link_set_name(link, name)
-            try check(rtnl_link_add(sk, link, NLM_F_CREATE | NLM_F_EXCL), "add bridge", name)
+            try check(rtnl_link_add(try sk, link, NLM_F_CREATE | NLM_F_EXCL), "add bridge", name)
         }
     }
 
@@ -101,7 +120,7 @@ final class RouteSocket {
         let m = try ifindex(master)
         let p = try ifindex(port)
         try locked {
-            try check(rtnl_link_enslave_ifindex(sk, m, p), "enslave", "\(port) to \(master)")
+            try check(rtnl_link_enslave_ifindex(try sk, m, p), "enslave", "\(port) to \(master)")
         }
     }
 
@@ -114,7 +133,7 @@ final class RouteSocket {
             }
             defer { rtnl_link_put(change) }
             if up { rtnl_link_set_flags(change, 1 /* IFF_UP */) } else { rtnl_link_unset_flags(change, 1) }
-            try check(rtnl_link_change(sk, orig, change, 0), up ? "set up" : "set down", name)
+            try check(rtnl_link_change(try sk, orig, change, 0), up ? "set up" : "set down", name)
         }
     }
 
@@ -135,7 +154,7 @@ final class RouteSocket {
             }
             defer { rtnl_link_put(change) }
             rtnl_link_set_mtu(change, mtu)
-            try check(rtnl_link_change(sk, orig, change, 0), "set mtu", name)
+            try check(rtnl_link_change(try sk, orig, change, 0), "set mtu", name)
         }
     }
 
@@ -154,9 +173,9 @@ final class RouteSocket {
             rtnl_addr_set_prefixlen(addr, Int32(parsed.prefixLength))
             if parsed.isIPv6 { rtnl_addr_set_flags(addr, UInt32(IFA_F_NODAD)) }
             if remove {
-                try check(rtnl_addr_delete(sk, addr, 0), "delete address", "\(cidr) on \(dev)")
+                try check(rtnl_addr_delete(try sk, addr, 0), "delete address", "\(cidr) on \(dev)")
             } else {
-                try check(rtnl_addr_add(sk, addr, 0), "add address", "\(cidr) on \(dev)")
+                try check(rtnl_addr_add(try sk, addr, 0), "add address", "\(cidr) on \(dev)")
             }
         }
     }
@@ -203,9 +222,9 @@ final class RouteSocket {
             }
             rtnl_route_add_nexthop(route, nh) // the route owns nh now
             if remove {
-                try check(rtnl_route_delete(sk, route, 0), "delete route", what)
+                try check(rtnl_route_delete(try sk, route, 0), "delete route", what)
             } else {
-                try check(rtnl_route_add(sk, route, NLM_F_CREATE | NLM_F_EXCL), "add route", what)
+                try check(rtnl_route_add(try sk, route, NLM_F_CREATE | NLM_F_EXCL), "add route", what)
             }
         }
     }

@@ -292,7 +292,8 @@ public final class NftTrace {
         process.terminate(grace: 0.5)
         if let t = thread {
             thread = nil
-            pthread_join(t, nil)
+            // The last reference may be dropped on the reader thread itself.
+            if pthread_equal(t, pthread_self()) != 0 { pthread_detach(t) } else { pthread_join(t, nil) }
         }
         if readFD >= 0 { close(readFD); readFD = -1 }
     }

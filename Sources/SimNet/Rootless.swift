@@ -15,7 +15,12 @@ public enum Rootless {
     /// returns at once. Throws `.rootless` naming the kernel setting when
     /// the kernel refuses an unprivileged user namespace.
     public static func reexecIfNeeded(arguments: [String] = CommandLine.arguments) throws {
-        if geteuid() == 0 { return }
+        if geteuid() == 0 {
+            // The re-executed runner dies with its waiting parent, even on SIGKILL
+            // (set again here: an exec may clear the flag the fork set).
+            if isRootlessChild { _ = simsys_set_pdeathsig(SIGKILL) }
+            return
+        }
         if isRootlessChild {
             throw SimNetError.rootless("sim: re-executed in a user namespace but still not uid 0; giving up")
         }

@@ -264,7 +264,13 @@ public final class SimHost: CustomStringConvertible {
         guard pinnedName == nil else {
             throw SimNetError.invalidArgument("host \(name) is already pinned as \(pinnedName!)")
         }
+        if Rootless.isRootlessChild {
+            throw SimNetError.invalidArgument("cannot pin host \(name) as /run/netns/\(pinName): --keep needs root (this is a rootless run)")
+        }
         let rc = simsys_netns_pin(fd, pinName)
+        if rc == EEXIST {
+            throw SimNetError.invalidArgument("cannot pin host \(name): /run/netns/\(pinName) exists already (left by an earlier --keep run? `sim clean` removes it)")
+        }
         if rc != 0 { throw SimNetError.system("pin", "/run/netns/\(pinName)", errno: rc) }
         pinnedName = pinName
     }
@@ -290,6 +296,8 @@ public final class SimHost: CustomStringConvertible {
         pthread_mutex_unlock(&lock)
         SimHost.terminateAll(kids, grace: grace)
         if unpin { try? self.unpin() }
+        // The netlink socket holds the namespace too: close both.
+        routes.close()
         if fd >= 0 { close(fd) }
     }
 

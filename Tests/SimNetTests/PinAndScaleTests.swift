@@ -4,7 +4,7 @@ import XCTest
 
 final class PinAndScaleTests: XCTestCase {
     func testPinAndUnpin() throws {
-        try requireRoot()
+        try requireRealRoot()
         let prefix = "sim-simnettest\(getpid())-"
         let net = Network()
         defer { net.teardown(); _ = try? Pinned.removeAll(prefix: prefix) }
@@ -17,11 +17,13 @@ final class PinAndScaleTests: XCTestCase {
         XCTAssertEqual(inode(ofFD: fd), inode(ofFD: a.nsFD))
         close(fd)
         XCTAssertThrowsError(try b.pin(as: prefix + "again"))
+        let c = try net.addHost("c")
+        XCTAssertThrowsError(try c.pin(as: prefix + "a")) { XCTAssertTrue("\($0)".contains("sim clean"), "\($0)") }
 
         // Teardown keeping pins: the namespace outlives its fd.
         let aIno = inode(ofFD: a.nsFD)
         net.teardown(keepPinned: true)
-        XCTAssertEqual(Pinned.list(prefix: prefix).count, 2)
+        XCTAssertEqual(Pinned.list(prefix: prefix).count, 2) // c was never pinned
         var st = stat()
         XCTAssertEqual(stat("/run/netns/\(prefix)a", &st), 0)
         XCTAssertEqual(UInt(st.st_ino), aIno)
@@ -32,7 +34,7 @@ final class PinAndScaleTests: XCTestCase {
     }
 
     func testTeardownUnpinsByDefault() throws {
-        try requireRoot()
+        try requireRealRoot()
         let prefix = "sim-simnettest\(getpid())u-"
         let net = Network()
         try net.addHost("x").pin(as: prefix + "x")

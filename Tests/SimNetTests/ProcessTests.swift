@@ -99,7 +99,7 @@ final class ProcessTests: XCTestCase {
         let net = Network()
         let a = try net.addHost("orphan")
         let p = try a.spawn(["sleep", "300"])
-        try FileIO.writeNew(pidFile, "\(p.pid)\n")
+        try FileIO.writeNew(pidFile, "\(p.pid) net:[\(inode(ofFD: a.nsFD))]\n")
         while true { pause() } // killed by the outer test with SIGKILL
     }
 
@@ -117,14 +117,17 @@ final class ProcessTests: XCTestCase {
                                  stdout: scratch + "/helper.log", stderr: scratch + "/helper.log")
         XCTAssertTrue(eventually(timeout: 30) { (try? FileIO.read(pidFile))?.hasSuffix("\n") == true },
                       (try? FileIO.read(scratch + "/helper.log")) ?? "")
-        guard let grandchild = Int32((try FileIO.read(pidFile)).trimmingTrailingWhitespace) else {
-            return XCTFail("no pid")
-        }
+        let fields = try FileIO.read(pidFile).trimmingTrailingWhitespace.split(separator: " ").map(String.init)
+        guard fields.count == 2, let grandchild = Int32(fields[0]) else { return XCTFail("no pid: \(fields)") }
+        let orphanNS = fields[1]
+        XCTAssertTrue(liveNetnsInodes().contains(orphanNS))
         XCTAssertEqual(kill(grandchild, 0), 0, "the grandchild runs while its runner lives")
         try runner.signal(SIGKILL)
         XCTAssertEqual(runner.wait(timeout: 10), .signaled(SIGKILL))
         // PDEATHSIG kills the grandchild; init reaps it.
         XCTAssertTrue(eventually(timeout: 10) { processGoneOrZombie(grandchild) })
+        // Nothing holds the runner's anonymous namespace any more: the kernel frees it.
+        XCTAssertTrue(eventually(timeout: 10) { !liveNetnsInodes().contains(orphanNS) }, holders(of: [orphanNS]).description)
     }
 
     func testTeardownLeavesNoProcessOrNamespace() throws {
@@ -144,6 +147,23 @@ final class ProcessTests: XCTestCase {
         XCTAssertThrowsError(try a.addAddress("10.0.0.1/24", dev: "lo")) {
             XCTAssertEqual($0 as? SimNetError, .hostGone("a"))
         }
+    }
+
+    /// A torn-down host's namespace is really freed (nothing of ours holds it):
+    /// the kernel then deletes the veth pair, so its peer vanishes from the other host.
+    func testTeardownFreesNamespaceSoVethPeerVanishes() throws {
+        try requireRoot()
+        let net = Network()
+        defer { net.teardown() }
+        let a = try net.addHost("a"), b = try net.addHost("b")
+        try net.connect(a, "eth0", b, "eth0")
+        try a.addAddress("10.9.9.1/24", dev: "eth0")
+        let trace = try a.startTrace()
+        _ = try a.spawn(["sleep", "300"])
+        XCTAssertTrue(b.hasLink("eth0"))
+        a.teardown(grace: 0.5)
+        trace.stop()
+        XCTAssertTrue(eventually(timeout: 10) { !b.hasLink("eth0") }, "a's namespace is still alive")
     }
 }
 

@@ -7,6 +7,17 @@ func requireRoot() throws {
     if geteuid() != 0 { throw XCTSkip("SimNet tests need root (namespaces, veth, nftables)") }
 }
 
+/// Skips unless root of the machine's own user namespace (pinning under
+/// /run/netns and switching to another uid need it; `unshare -Ur` is not enough).
+func requireRealRoot() throws {
+    try requireRoot()
+    let map = (try? FileIO.read("/proc/self/uid_map")) ?? ""
+    let f = map.split(whereSeparator: { $0 == " " || $0 == "\n" })
+    if f != ["0", "0", "4294967295"] {
+        throw XCTSkip("needs root of the initial user namespace (uid_map is \(f))")
+    }
+}
+
 enum UDP {
     /// A UDP socket inside `host`, bound to addr:port (port 0 = any).
     static func bound(_ host: SimHost, _ addr: String, port: UInt16 = 0) throws -> Int32 {

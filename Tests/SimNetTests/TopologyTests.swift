@@ -165,15 +165,20 @@ final class TopologyTests: XCTestCase {
         try a.addAddress("10.9.5.1/32", dev: "lo")
         let fd = try UDP.bound(a, "10.9.5.1")
         close(fd)
-        // The same bind in the test's own (root) namespace fails: no such address here.
-        let rootFD = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        defer { close(rootFD) }
-        var sa = sockaddr_in()
-        sa.sin_family = sa_family_t(AF_INET)
-        inet_pton(AF_INET, "10.9.5.1", &sa.sin_addr)
-        let rc = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            bind(rootFD, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        XCTAssertEqual(rc, -1)
-        XCTAssertEqual(errno, EADDRNOTAVAIL)
+        // SIOCGSKNS tells which namespace a socket belongs to: the host's,
+        // not the test's own.
+        let inHost = try a.socket(domain: AF_INET, type: Int32(SOCK_DGRAM.rawValue))
+        defer { close(inHost) }
+        let here = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(here) }
+        func namespaceInode(ofSocket fd: Int32) -> UInt? {
+            let ns = ioctl(fd, 0x894C /* SIOCGSKNS */)
+            guard ns >= 0 else { return nil }
+            defer { close(ns) }
+            return inode(ofFD: ns)
+        }
+        XCTAssertEqual(namespaceInode(ofSocket: inHost), inode(ofFD: a.nsFD))
+        XCTAssertNotNil(namespaceInode(ofSocket: here))
+        XCTAssertNotEqual(namespaceInode(ofSocket: here), inode(ofFD: a.nsFD))
     }
 }

@@ -72,3 +72,14 @@ void fwd_strerror(int e, char *buf, int cap);
 int fwd_addr_format(const fwd_addr *a, char *buf, int cap);
 /// Parses text as an IPv4 or IPv6 address into a (port untouched). Returns 1 on success.
 int fwd_addr_parse(const char *text, fwd_addr *a);
+
+/// inotify: a non-blocking instance, and a watch on a directory for entries being
+/// written, moved in or out, created or deleted. Return fd / watch descriptor or -errno.
+int fwd_inotify_init(void);
+int fwd_inotify_watch_dir(int fd, const char *dir);
+int fwd_inotify_unwatch(int fd, int wd);
+/// Drains pending events; returns how many name one of `names` ('/'-separated list of
+/// file names), plus 1 for a queue overflow; 0 if none matched; -errno on error.
+int fwd_inotify_drain(int fd, const char *names);
+/// readlink into buf; returns length or -errno.
+int fwd_readlink(const char *path, char *buf, int cap);

@@ -45,6 +45,9 @@ typedef struct simsys_spawn_req {
 /// (if non-NULL) names the failing step ("setns", "chdir", "exec", ...).
 int simsys_spawn(const simsys_spawn_req *req, pid_t *out_pid, const char **out_stage);
 
+/// prctl(PR_SET_PDEATHSIG, sig); returns 0 or errno.
+int simsys_set_pdeathsig(int sig);
+
 /// pipe2(fds, O_CLOEXEC); returns 0 or errno.
 int simsys_pipe_cloexec(int fds[2]);
 

@@ -26,6 +26,31 @@ public struct UpstreamQuery: Sendable, CustomStringConvertible {
     }
 }
 
+/// An ICMP error that came back for a reply a fake upstream sent (the
+/// Docker-bridge symptom: the client's host rejects a reply from the wrong
+/// source address with "port unreachable").
+public struct UpstreamICMPError: Sendable, CustomStringConvertible {
+    public var upstream: String
+    /// `SimClock.now()` when it was read.
+    public var time: Double
+    /// Where the bounced reply was going.
+    public var destination: Endpoint?
+    /// The address of the host that sent the ICMP error.
+    public var reporter: String?
+    /// ICMP (or ICMPv6) type and code: 3/3 (v6: 1/4) is port unreachable.
+    public var type: UInt8
+    public var code: UInt8
+    /// ECONNREFUSED for port unreachable.
+    public var errno: Int32
+
+    public var isPortUnreachable: Bool { errno == ECONNREFUSED }
+
+    public var description: String {
+        let what = isPortUnreachable ? "port unreachable" : "\(String(cString: strerror(errno))) (type \(type) code \(code))"
+        return "\((time * 1000).rounded() / 1000)s \(upstream): ICMP \(what) from \(reporter ?? "?") for reply to \(destination.map { "\($0)" } ?? "?")"
+    }
+}
+
 /// A scripted DNS server served by the harness process: UDP and TCP on one
 /// address and port, from a zone, with a switchable behaviour.
 ///
@@ -44,6 +69,10 @@ public final class FakeUpstream: @unchecked Sendable {
     public let naive: Bool
     /// Every query seen, in order. Wait on it for "the upstream saw X".
     public let queries: EventLog<UpstreamQuery>
+    /// Queries read so far (counted even when `recordQueries` is off).
+    public var queryCount: Int { shared.mutex.locked { shared.queryCount } }
+    /// ICMP errors about UDP replies sent (IP_RECVERR), in order.
+    public let icmpErrors: EventLog<UpstreamICMPError>
 
     private let shared: UpstreamShared
     private let server: UpstreamServer
@@ -54,18 +83,22 @@ public final class FakeUpstream: @unchecked Sendable {
     /// - Parameters:
     ///   - listen: address and port; port 0 picks a free port (the same for UDP and TCP).
     ///   - tcp: also serve TCP on the same port.
+    ///   - recordQueries: keep every query in `queries`; turn off for long
+    ///     benchmarks (the log grows without bound), `queryCount` still counts.
     /// - Throws: `ActorError` naming the address when a socket cannot be made or bound.
     public init(name: String = "upstream", listen: Endpoint, zone: Zone,
                 behaviour: UpstreamBehaviour = .answer, naive: Bool = false, tcp: Bool = true,
-                socketFactory: SocketFactory = loopbackSocketFactory) throws {
+                recordQueries: Bool = true, socketFactory: SocketFactory = loopbackSocketFactory) throws {
         self.name = name
         self.naive = naive
         self.queries = EventLog()
+        self.icmpErrors = EventLog()
         self.shared = UpstreamShared(behaviour: behaviour, zone: zone)
+        self.shared.recordQueries = recordQueries
         let fds = try UpstreamServer.openSockets(listen: listen, naive: naive, tcp: tcp, factory: socketFactory)
         self.endpoint = try Endpoint(ip: listen.ip, port: fds.port)
         self.server = try UpstreamServer(name: name, endpoint: endpoint, naive: naive, udp: fds.udp, tcp: fds.tcp,
-                                         shared: shared, log: queries)
+                                         shared: shared, log: queries, icmpLog: icmpErrors)
         let server = self.server
         do {
             thread = try ActorThread(name: "upstream \(name)") { server.run() }
@@ -78,9 +111,9 @@ public final class FakeUpstream: @unchecked Sendable {
     /// `FakeUpstream(address: "127.0.0.1", port: 5353, zone: z)`.
     public convenience init(name: String = "upstream", address: String, port: UInt16 = 53, zone: Zone,
                             behaviour: UpstreamBehaviour = .answer, naive: Bool = false, tcp: Bool = true,
-                            socketFactory: SocketFactory = loopbackSocketFactory) throws {
-        try self.init(name: name, listen: try Endpoint(ip: address, port: port), zone: zone,
-                      behaviour: behaviour, naive: naive, tcp: tcp, socketFactory: socketFactory)
+                            recordQueries: Bool = true, socketFactory: SocketFactory = loopbackSocketFactory) throws {
+        try self.init(name: name, listen: try Endpoint(ip: address, port: port), zone: zone, behaviour: behaviour,
+                      naive: naive, tcp: tcp, recordQueries: recordQueries, socketFactory: socketFactory)
     }
 
     deinit {
@@ -129,6 +162,8 @@ final class UpstreamShared: @unchecked Sendable {
     let mutex = ActorMutex()
     var behaviour: UpstreamBehaviour
     var zone: Zone
+    var recordQueries = true
+    var queryCount = 0
 
     init(behaviour: UpstreamBehaviour, zone: Zone) {
         self.behaviour = behaviour
@@ -163,6 +198,7 @@ final class UpstreamServer: @unchecked Sendable {
     private let wakeWrite: Int32
     private let shared: UpstreamShared
     private let log: EventLog<UpstreamQuery>
+    private let icmpLog: EventLog<UpstreamICMPError>
     private let stopFlag = StopSignal()
 
     private var connections: [Int: Connection] = [:]
@@ -179,6 +215,8 @@ final class UpstreamServer: @unchecked Sendable {
             do {
                 let bindAt = naive ? Endpoint.wildcard(listen.family, port: listen.port) : listen
                 if listen.family == .v6 { ActorSocket.setOption(udp, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1) }
+                // Only changes error reporting, not how replies are sent: the naive mode stays naive.
+                ActorSocket.enableErrorQueue(udp, listen.family)
                 try ActorSocket.bind(udp, bindAt, "udp")
                 guard let port = ActorSocket.localEndpoint(udp)?.port else {
                     throw ActorError.errno("getsockname \(bindAt)")
@@ -206,7 +244,8 @@ final class UpstreamServer: @unchecked Sendable {
     }
 
     init(name: String, endpoint: Endpoint, naive: Bool, udp: Int32, tcp: Int32?,
-         shared: UpstreamShared, log: EventLog<UpstreamQuery>) throws {
+         shared: UpstreamShared, log: EventLog<UpstreamQuery>,
+         icmpLog: EventLog<UpstreamICMPError>) throws {
         self.name = name
         self.endpoint = endpoint
         self.naive = naive
@@ -214,6 +253,7 @@ final class UpstreamServer: @unchecked Sendable {
         self.tcpFd = tcp
         self.shared = shared
         self.log = log
+        self.icmpLog = icmpLog
         var pipeFds: [Int32] = [0, 0]
         if pipe(&pipeFds) != 0 {
             let e = ActorError.errno("pipe for upstream \(name)")
@@ -281,10 +321,16 @@ final class UpstreamServer: @unchecked Sendable {
 
     private func readUDP() {
         for _ in 0..<256 {
+            guard let e = ActorSocket.readErrorQueue(udpFd) else { break }
+            icmpLog.append(UpstreamICMPError(upstream: name, time: SimClock.now(), destination: e.destination,
+                                             reporter: e.reporter?.ip, type: e.type, code: e.code, errno: e.errno))
+        }
+        for _ in 0..<256 {
             let (n, from) = ActorSocket.receive(udpFd, &buffer)
             if n < 0 {
-                if -n == Int(EINTR) { continue }
-                return   // EAGAIN, or an error such as a queued ICMP: nothing to read
+                let e = Int32(-n)
+                if e == EAGAIN || e == EWOULDBLOCK { return }
+                continue   // EINTR, or a pending ICMP error (already logged from the queue)
             }
             guard let from else { continue }
             handle(Array(buffer[0..<n]), transport: .udp, from: from, connection: nil)
@@ -361,14 +407,18 @@ final class UpstreamServer: @unchecked Sendable {
 
     private func handle(_ bytes: [UInt8], transport: DNSTransport, from: Endpoint, connection: Int?) {
         let time = SimClock.now()
-        let (behaviour, zone) = shared.mutex.locked { (shared.behaviour, shared.zone) }
+        let (behaviour, zone, record) = shared.mutex.locked { () -> (UpstreamBehaviour, Zone, Bool) in
+            shared.queryCount += 1
+            return (shared.behaviour, shared.zone, shared.recordQueries)
+        }
         let (query, reply) = Responder.respond(to: bytes, behaviour: behaviour, zone: zone, transport: transport)
         // Logged before acting, so whoever sees the reply also finds the query in the log.
         let name = query?.questions.first.map { $0.name.description } ?? ""
         let type = query?.questions.first.map { $0.type.description } ?? ""
         let id = bytes.count >= 2 ? UInt16(bytes[0]) << 8 | UInt16(bytes[1]) : 0
-        let entry = log.append(UpstreamQuery(upstream: self.name, time: time, source: from, transport: transport,
-                                             name: name, type: type, id: id, behaviour: behaviour, outcome: reply.outcome))
+        let entry = record ? log.append(UpstreamQuery(upstream: self.name, time: time, source: from, transport: transport,
+                                                      name: name, type: type, id: id, behaviour: behaviour,
+                                                      outcome: reply.outcome)) : -1
 
         if reply.delay > 0 {
             let due = SimClock.monotonic() + reply.delay

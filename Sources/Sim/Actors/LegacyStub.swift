@@ -74,7 +74,8 @@ public final class LegacyStub: @unchecked Sendable {
             let time = SimClock.now()
             let result = client.query(name, type: type, server: server)
             lookups.append(Lookup(time: time, server: server, result: result))
-            next += interval
+            // As a loop that sleeps between lookups: no burst to catch up after a slow one.
+            next = max(next + interval, SimClock.monotonic())
             if stopSignal.wait(until: next) { return }
         }
     }

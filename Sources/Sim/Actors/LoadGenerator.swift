@@ -4,7 +4,9 @@
 ///
 /// Query i is due at start + i/rate (names taken round-robin). `concurrency`
 /// worker threads each take the next due query, so a slow or lost reply does
-/// not hold up the schedule unless all workers are busy. The total is bounded:
+/// not hold up the schedule unless all workers are busy: for the schedule to
+/// hold while an upstream swallows queries, give `concurrency` >= rate x
+/// timeout x attempts (`samples[i].lag` shows any slip). The total is bounded:
 /// at most `maxQueries`, and `stop()` ends it early.
 public final class LoadGenerator: @unchecked Sendable {
     /// One query of the load.
@@ -14,6 +16,9 @@ public final class LoadGenerator: @unchecked Sendable {
         /// `SimClock.now()` the query was due.
         public var due: Double
         public var result: QueryResult
+
+        /// Seconds the query started after it was due (all workers were busy).
+        public var lag: Double { max(0, result.startTime - due) }
     }
 
     /// Counts over the samples so far.
@@ -27,10 +32,13 @@ public final class LoadGenerator: @unchecked Sendable {
         /// "timeout": 3, "SERVFAIL": 1, ...
         public var failures: [String: Int]
         public var maxLatency: Double
+        /// The worst start delay behind schedule; large when `concurrency` is
+        /// below rate x timeout x attempts and replies are lost.
+        public var maxLag: Double
 
         public var description: String {
             let f = failures.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
-            return "\(sent)/\(planned) sent, \(noError) NOERROR, \(failed) failed\(f.isEmpty ? "" : " (\(f))"), max latency \((maxLatency * 1000).rounded()) ms"
+            return "\(sent)/\(planned) sent, \(noError) NOERROR, \(failed) failed\(f.isEmpty ? "" : " (\(f))"), max latency \((maxLatency * 1000).rounded()) ms, max lag \((maxLag * 1000).rounded()) ms"
         }
     }
 
@@ -130,10 +138,11 @@ public final class LoadGenerator: @unchecked Sendable {
 
     public var summary: Summary {
         let all = samples.snapshot()
-        var s = Summary(planned: plannedCount, sent: all.count, noError: 0, failed: 0, failures: [:], maxLatency: 0)
+        var s = Summary(planned: plannedCount, sent: all.count, noError: 0, failed: 0, failures: [:], maxLatency: 0, maxLag: 0)
         for sample in all {
             let r = sample.result
             s.maxLatency = max(s.maxLatency, r.latency)
+            s.maxLag = max(s.maxLag, sample.lag)
             if r.error == nil, let rc = r.rcode, rc == .noError {
                 s.noError += 1
             } else {

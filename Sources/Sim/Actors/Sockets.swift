@@ -118,6 +118,88 @@ enum ActorSocket {
         return (n, Endpoint(storage: storage))
     }
 
+    /// One entry of a socket's error queue (IP_RECVERR): an ICMP error about
+    /// a datagram this socket sent.
+    struct QueuedError {
+        /// Where the datagram that bounced was going.
+        var destination: Endpoint?
+        /// The host that sent the ICMP error.
+        var reporter: Endpoint?
+        var errno: Int32
+        /// 2 = ICMP, 3 = ICMPv6, others local.
+        var origin: UInt8
+        var type: UInt8
+        var code: UInt8
+    }
+
+    /// Asks the kernel to queue ICMP errors for this UDP socket (IP_RECVERR / IPV6_RECVERR).
+    static func enableErrorQueue(_ fd: Int32, _ family: Endpoint.Family) {
+        if family == .v4 {
+            setOption(fd, Int32(IPPROTO_IP), IP_RECVERR, 1)
+        } else {
+            setOption(fd, Int32(IPPROTO_IPV6), IPV6_RECVERR, 1)
+        }
+    }
+
+    /// Reads one entry of the error queue; nil when it is empty.
+    static func readErrorQueue(_ fd: Int32) -> QueuedError? {
+        var storage = sockaddr_storage()
+        var control = [UInt8](repeating: 0, count: 512)
+        var payload = [UInt8](repeating: 0, count: 512)
+        let (n, controlLen): (Int, Int) = payload.withUnsafeMutableBytes { pbuf in
+            control.withUnsafeMutableBytes { cbuf in
+                withUnsafeMutablePointer(to: &storage) { sp in
+                    var iov = iovec(iov_base: pbuf.baseAddress, iov_len: pbuf.count)
+                    return withUnsafeMutablePointer(to: &iov) { iovp in
+                        var msg = msghdr()
+                        msg.msg_name = UnsafeMutableRawPointer(sp)
+                        msg.msg_namelen = socklen_t(MemoryLayout<sockaddr_storage>.size)
+                        msg.msg_iov = iovp
+                        msg.msg_iovlen = 1
+                        msg.msg_control = cbuf.baseAddress
+                        msg.msg_controllen = cbuf.count
+                        let n = recvmsg(fd, &msg, Int32(MSG_ERRQUEUE) | Int32(MSG_DONTWAIT))
+                        return (n, Int(msg.msg_controllen))
+                    }
+                }
+            }
+        }
+        guard n >= 0 else { return nil }
+        var result = QueuedError(destination: Endpoint(storage: storage), reporter: nil, errno: 0, origin: 0, type: 0, code: 0)
+        // Walk the control messages (64-bit Linux layout: 16-byte header, 8-byte alignment).
+        let headerSize = MemoryLayout<cmsghdr>.size
+        var offset = 0
+        while offset + headerSize <= controlLen {
+            let h = control.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: cmsghdr.self) }
+            let len = Int(h.cmsg_len)
+            guard len >= headerSize, offset + len <= controlLen else { break }
+            let isV4 = h.cmsg_level == Int32(IPPROTO_IP) && h.cmsg_type == IP_RECVERR
+            let isV6 = h.cmsg_level == Int32(IPPROTO_IPV6) && h.cmsg_type == IPV6_RECVERR
+            if (isV4 || isV6) && len >= headerSize + 16 {
+                let d = offset + headerSize
+                // struct sock_extended_err { u32 ee_errno; u8 ee_origin, ee_type, ee_code, ee_pad; u32 ee_info, ee_data; }
+                result.errno = control.withUnsafeBytes { Int32(bitPattern: $0.loadUnaligned(fromByteOffset: d, as: UInt32.self)) }
+                result.origin = control[d + 4]
+                result.type = control[d + 5]
+                result.code = control[d + 6]
+                // SO_EE_OFFENDER: a sockaddr right after the struct.
+                let sa = d + 16
+                let room = offset + len - sa
+                if room >= MemoryLayout<sa_family_t>.size {
+                    var off = sockaddr_storage()
+                    withUnsafeMutableBytes(of: &off) { dst in
+                        control.withUnsafeBytes { src in
+                            dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[sa..<(sa + min(room, dst.count))]))
+                        }
+                    }
+                    result.reporter = Endpoint(storage: off)
+                }
+            }
+            offset += (len + 7) & ~7
+        }
+        return result
+    }
+
     /// Polls one fd until `deadline` (SimClock.monotonic scale). Returns the
     /// revents, or 0 on timeout.
     static func wait(_ fd: Int32, _ events: Int16, until deadline: Double) -> Int16 {

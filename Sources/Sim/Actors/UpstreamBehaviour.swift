@@ -50,8 +50,17 @@ public enum UpstreamBehaviour: Hashable, Sendable, CustomStringConvertible {
     /// "wrong-id", "wrong-question", "garbage", "from-other-address 127.0.0.2".
     /// Underscores, camelCase and "truncate reset" are accepted too.
     public init(parsing text: String) throws {
-        let words = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == ":" || $0 == "(" || $0 == ")" || $0 == "," })
-            .map(String.init)
+        // Words split on blanks, parentheses and commas; "delay:" -> "delay"; the
+        // filler words of the Swift spelling ("truncate(tcp: reset)", "delay(ms: 300)") dropped.
+        // ":" is not a separator: IPv6 addresses contain it.
+        let words = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "(" || $0 == ")" || $0 == "," })
+            .map { w -> String in
+                if w.hasSuffix(":") && !w.hasSuffix("::") && w.dropLast().allSatisfy({ $0.isLetter || $0 == "-" || $0 == "_" }) {
+                    return String(w.dropLast())
+                }
+                return String(w)
+            }
+            .filter { $0.lowercased() != "tcp" && $0.lowercased() != "ms" }
         guard let head = words.first else {
             throw ActorError("upstream behaviour: empty")
         }

@@ -220,6 +220,28 @@ final class FakeUpstreamTests: XCTestCase {
         XCTAssertEqual(QueryClient(timeout: 2).query("hat.com", server: u.endpoint).error, .refusedByICMP)
     }
 
+    /// "The upstream dies, then comes back": the same address and port can be served again at once.
+    func testRestartOnTheSamePort() throws {
+        let ep = upstream.endpoint
+        XCTAssertEqual(ask("hat.com", "A", .tcp).answers, ["192.168.122.203"])
+        upstream.stop()
+        XCTAssertEqual(ask("hat.com", "A", .udpConnected, to: ep).error, .refusedByICMP)
+        XCTAssertEqual(ask("hat.com", "A", .tcp, to: ep).error, .connectionRefused)
+        upstream = try FakeUpstream(name: "A again", listen: ep, zone: ActorTestSupport.zone)
+        XCTAssertEqual(upstream.endpoint, ep)
+        XCTAssertEqual(ask("hat.com", "A", .udpConnected).answers, ["192.168.122.203"])
+        XCTAssertEqual(ask("hat.com", "A", .tcp).answers, ["192.168.122.203"])
+    }
+
+    func testCountingWithoutRecording() throws {
+        let quiet = try FakeUpstream(address: "127.0.0.1", port: 0, zone: ActorTestSupport.zone, recordQueries: false)
+        defer { quiet.stop() }
+        XCTAssertEqual(ask(to: quiet.endpoint).answers, ["192.168.122.203"])
+        XCTAssertEqual(ask("hat.com", "A", .tcp, to: quiet.endpoint).answers, ["192.168.122.203"])
+        XCTAssertEqual(quiet.queryCount, 2)
+        XCTAssertEqual(quiet.queries.count, 0)
+    }
+
     func testBindErrorNamesTheAddress() throws {
         XCTAssertThrowsError(try FakeUpstream(address: "127.0.0.1", port: upstream.endpoint.port, zone: .empty)) {
             XCTAssertTrue("\($0)".contains("127.0.0.1:\(upstream.endpoint.port)"), "\($0)")
@@ -253,12 +275,20 @@ final class FakeUpstreamTests: XCTestCase {
         let connected = QueryClient(transport: .udpConnected, timeout: 0.3).query("hat.com", server: other)
         XCTAssertEqual(connected.error, .timeout)
         XCTAssertTrue(naive.queries.wait(forCount: 2, timeout: 5), "the naive server did see both queries")
+        // The client's host rejected the reply with a port unreachable, and the server hears of it.
+        let icmp = naive.icmpErrors.first(timeout: 5) { $0.isPortUnreachable }
+        XCTAssertNotNil(icmp, "no ICMP error recorded")
+        XCTAssertEqual(icmp?.destination?.port, connected.replySource?.port ?? naive.queries.snapshot()[1].source.port)
+        XCTAssertEqual(icmp?.type, 3)
+        XCTAssertEqual(icmp?.code, 3)
+        XCTAssertEqual(naive.icmpErrors.count, 1, "\(naive.icmpErrors.snapshot())")
         // Bound to the address itself (normal mode), the reply comes from it.
         let bound = try FakeUpstream(name: "bound", address: "127.0.0.3", port: 0, zone: ActorTestSupport.zone)
         defer { bound.stop() }
         let ok = QueryClient(transport: .udpConnected).query("hat.com", server: bound.endpoint)
         XCTAssertEqual(ok.answers, ["192.168.122.203"])
         XCTAssertEqual(ok.replySource, bound.endpoint)
+        XCTAssertEqual(bound.icmpErrors.count, 0)
     }
 
     func testIPv6() throws {

@@ -15,6 +15,7 @@ final class LoadGeneratorTests: XCTestCase {
         XCTAssertEqual(s.noError, 30, "\(s)")
         XCTAssertEqual(s.failed, 0)
         XCTAssertEqual(up.queries.count, 30)
+        XCTAssertEqual(up.queryCount, 30)
         let samples = load.samples.snapshot()
         XCTAssertEqual(Set(samples.map { $0.index }), Set(0..<30))
         XCTAssertEqual(samples.filter { $0.result.name == "mail.hat.com" }.count, 15)
@@ -31,6 +32,19 @@ final class LoadGeneratorTests: XCTestCase {
         XCTAssertTrue(load.wait(timeout: 30))
         XCTAssertEqual(load.summary.failed, 10)
         XCTAssertEqual(load.summary.failures, ["SERVFAIL": 10])
+    }
+
+    /// With too few workers for a silent upstream, the schedule slips, and the samples say so.
+    func testLagShowsWhenWorkersAreAllBusy() throws {
+        let up = try FakeUpstream(address: "127.0.0.1", port: 0, zone: ActorTestSupport.zone, behaviour: .silent)
+        defer { up.stop() }
+        let load = try LoadGenerator(names: ["hat.com"], server: up.endpoint, rate: 100, duration: 0.04,
+                                     client: QueryClient(timeout: 0.2), concurrency: 1)
+        try load.start()
+        XCTAssertTrue(load.wait(timeout: 30))
+        let s = load.summary
+        XCTAssertEqual(s.failures, ["timeout": 4])
+        XCTAssertGreaterThanOrEqual(s.maxLag, 0.5, "the 4th query waits behind three 0.2 s timeouts")
     }
 
     func testStopEndsTheLoadEarly() throws {

@@ -19,6 +19,10 @@ final class UpstreamBehaviourTests: XCTestCase {
         XCTAssertEqual(try UpstreamBehaviour(parsing: "wrongID"), .wrongID)
         XCTAssertEqual(try UpstreamBehaviour(parsing: "wrong_question"), .wrongQuestion)
         XCTAssertEqual(try UpstreamBehaviour(parsing: "SERVFAIL"), .servfail)
+        XCTAssertEqual(try UpstreamBehaviour(parsing: "from-other-address fd00::2"), .fromOtherAddress("fd00::2"))
+        XCTAssertEqual(try UpstreamBehaviour(parsing: "truncate(tcp: reset)"), .truncate(tcp: .reset))
+        XCTAssertEqual(try UpstreamBehaviour(parsing: "delay: 300"), .delay(ms: 300))
+        XCTAssertEqual(try UpstreamBehaviour(parsing: "delay(ms: 300)"), .delay(ms: 300))
     }
 
     func testBadTextIsRejectedWithAReason() {
