@@ -15,6 +15,8 @@ public struct CommandResult: CustomStringConvertible {
 /// Runs a short command with pipes for stdin, stdout and stderr, all
 /// driven by one poll loop (so a large output never dead-locks).
 enum CommandRunner {
+    static let ignoreSIGPIPE: Void = { _ = signal(SIGPIPE, SIG_IGN) }()
+
     static func pipePair() throws -> (r: Int32, w: Int32) {
         var fds: [Int32] = [-1, -1]
         let rc = simsys_pipe_cloexec(&fds)
@@ -44,6 +46,9 @@ enum CommandRunner {
         close(out.w); close(err.w)
         if inp.r >= 0 { close(inp.r) }
 
+        // A child that exits without reading its input must not kill us
+        // with SIGPIPE (children get default dispositions back before exec).
+        CommandRunner.ignoreSIGPIPE
         var inBytes = Array((input ?? "").utf8)
         var inOff = 0
         var inFD = inp.w

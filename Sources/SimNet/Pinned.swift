@@ -32,9 +32,13 @@ public enum Pinned {
         guard !prefix.isEmpty else {
             throw SimNetError.invalidArgument("Pinned.removeAll: an empty prefix would remove namespaces that are not ours")
         }
+        let names = list(prefix: prefix)
+        if !names.isEmpty && Rootless.isRootlessChild {
+            throw SimNetError.invalidArgument("removing \(names.count) pinned namespace(s) under \(directory) (\(names.joined(separator: ", "))) needs root; run `sim clean` as root")
+        }
         var removed: [String] = []
         var firstError: Error?
-        for name in list(prefix: prefix) {
+        for name in names {
             do { try remove(name); removed.append(name) } catch { firstError = firstError ?? error }
         }
         if let firstError { throw firstError }

@@ -264,6 +264,9 @@ public final class SimHost: CustomStringConvertible {
         guard pinnedName == nil else {
             throw SimNetError.invalidArgument("host \(name) is already pinned as \(pinnedName!)")
         }
+        guard !pinName.isEmpty, pinName.utf8.count <= 200, !pinName.contains("/"), pinName != ".", pinName != ".." else {
+            throw SimNetError.invalidArgument("cannot pin host \(name) as `\(pinName)`: a pin name is one path component (no '/'), at most 200 bytes")
+        }
         if Rootless.isRootlessChild {
             throw SimNetError.invalidArgument("cannot pin host \(name) as /run/netns/\(pinName): --keep needs root (this is a rootless run)")
         }

@@ -50,6 +50,13 @@ final class ProcessTests: XCTestCase {
         XCTAssertEqual(try a.runCommand(["cat"], input: "piped text").stdout, "piped text")
         let big = String(repeating: "0123456789abcdef\n", count: 20000) // > pipe buffers both ways
         XCTAssertEqual(try a.runCommand(["cat"], input: big).stdout.count, big.count)
+        // A child that ignores its (large) input: no SIGPIPE for us.
+        XCTAssertEqual(try a.runCommand(["true"], input: big + big + big + big).status, 0)
+        // Children start with default signal dispositions (SIGPIPE not ignored).
+        let sigs = try a.runCommand(["grep", "SigIgn", "/proc/self/status"]).stdout
+        let mask = UInt64(sigs.split(separator: "\t").last.map { $0.simTrimmed("\n ") } ?? "", radix: 16)
+        XCTAssertNotNil(mask, sigs)
+        XCTAssertEqual((mask ?? 0) & (1 << (UInt64(SIGPIPE) - 1)), 0, sigs)
         let e = try a.runCommand(["sh", "-c", "echo oops >&2; exit 3"])
         XCTAssertEqual(e.status, 3)
         XCTAssertEqual(e.stderr, "oops\n")

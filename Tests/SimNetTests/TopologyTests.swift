@@ -182,3 +182,48 @@ final class TopologyTests: XCTestCase {
         XCTAssertNotEqual(namespaceInode(ofSocket: here), inode(ofFD: a.nsFD))
     }
 }
+
+final class SnapshotTests: XCTestCase {
+    func testSnapshotShowsLinksAddressesRoutesAndRules() throws {
+        try requireRoot()
+        let net = Network()
+        defer { net.teardown() }
+        let a = try net.addHost("a"), b = try net.addHost("b")
+        try net.connect(a, "eth0", b, "eth0")
+        try a.addAddress("10.9.10.1/24", dev: "eth0")
+        try a.addRoute("10.99.0.0/16", via: "10.9.10.2")
+        try a.applyNftables("table inet snap {\n chain c {\n type filter hook input priority 0;\n udp dport 1 counter drop\n }\n}\n")
+        let text = net.snapshot()
+        XCTAssertTrue(text.contains("## host a") && text.contains("## host b"), text)
+        XCTAssertTrue(text.contains("10.9.10.1/24"), text)
+        XCTAssertTrue(text.contains("10.99.0.0/16 via 10.9.10.2"), text)
+        XCTAssertTrue(text.contains("udp dport 1 counter packets 0 bytes 0 drop"), text)
+    }
+}
+
+final class RootNamespaceTests: XCTestCase {
+    /// Links of the test's own namespace (the machine's, when run as root).
+    private func ownLinks() throws -> Set<String> {
+        let text = try FileIO.read("/proc/thread-self/net/dev")
+        return Set(text.split(separator: "\n").dropFirst(2).compactMap {
+            $0.split(separator: ":").first.map { $0.simTrimmed(" ") }
+        })
+    }
+
+    func testNothingIsCreatedInTheCallersNamespace() throws {
+        try requireRoot()
+        let names: Set<String> = ["snprobe-a", "snprobe-b", "snprobe-br", "snprobe-c"]
+        let before = try ownLinks()
+        XCTAssertTrue(before.isDisjoint(with: names))
+        let net = Network()
+        defer { net.teardown() }
+        let a = try net.addHost("a"), b = try net.addHost("b"), c = try net.addHost("c")
+        try net.connect(a, "snprobe-a", b, "snprobe-b")
+        try net.connect(c, "snprobe-c", b, "snprobe-c")
+        try b.addBridge("snprobe-br", ports: ["snprobe-b", "snprobe-c"])
+        XCTAssertTrue(a.hasLink("snprobe-a") && b.hasLink("snprobe-br") && c.hasLink("snprobe-c"))
+        XCTAssertTrue(try ownLinks().isDisjoint(with: names))
+        net.teardown()
+        XCTAssertTrue(try ownLinks().isDisjoint(with: names))
+    }
+}

@@ -26,6 +26,18 @@ public struct UpstreamQuery: Sendable, CustomStringConvertible {
     }
 }
 
+/// One window of an upstream's script: from `from` (seconds, `SimClock.now()`
+/// scale) on, `behaviour` applies.
+public struct BehaviourWindow: Hashable, Sendable {
+    public var from: Double
+    public var behaviour: UpstreamBehaviour
+
+    public init(from: Double, _ behaviour: UpstreamBehaviour) {
+        self.from = from
+        self.behaviour = behaviour
+    }
+}
+
 /// An ICMP error that came back for a reply a fake upstream sent (the
 /// Docker-bridge symptom: the client's host rejects a reply from the wrong
 /// source address with "port unreachable").
@@ -120,14 +132,27 @@ public final class FakeUpstream: @unchecked Sendable {
         stop()
     }
 
-    /// The behaviour in force now.
+    /// The behaviour in force now (the script's window, if one has begun).
     public var behaviour: UpstreamBehaviour {
-        shared.mutex.locked { shared.behaviour }
+        shared.mutex.locked { shared.current(at: SimClock.now()) }
     }
 
-    /// Switches the behaviour; takes effect for the next query read. Thread-safe.
+    /// Switches the behaviour and drops any script; takes effect for the next
+    /// query read. Thread-safe.
     public func setBehaviour(_ behaviour: UpstreamBehaviour) {
-        shared.mutex.locked { shared.behaviour = behaviour }
+        shared.mutex.locked {
+            shared.behaviour = behaviour
+            shared.script = []
+        }
+    }
+
+    /// Time windows, Deckard-style: from each window's `from` (`SimClock.now()`
+    /// scale) its behaviour applies, until the next window begins. Before the
+    /// first window the behaviour set last (`setBehaviour` / init) applies.
+    /// Chosen per query when it is read, on the server's thread: no runner
+    /// thread has to be on time. Thread-safe.
+    public func setScript(_ windows: [BehaviourWindow]) {
+        shared.mutex.locked { shared.script = windows.sorted { $0.from < $1.from } }
     }
 
     public var zone: Zone {
@@ -149,6 +174,7 @@ public final class FakeUpstream: @unchecked Sendable {
         guard let t else { return }
         server.requestStop()
         t.join()
+        server.closeWakePipe()
     }
 
     /// Queries seen for `name` (case-insensitive), optionally after a time.
@@ -164,6 +190,14 @@ final class UpstreamShared: @unchecked Sendable {
     var zone: Zone
     var recordQueries = true
     var queryCount = 0
+
+    /// Sorted by `from`.
+    var script: [BehaviourWindow] = []
+
+    /// Call with `mutex` held.
+    func current(at time: Double) -> UpstreamBehaviour {
+        script.last(where: { $0.from <= time })?.behaviour ?? behaviour
+    }
 
     init(behaviour: UpstreamBehaviour, zone: Zone) {
         self.behaviour = behaviour
@@ -228,7 +262,7 @@ final class UpstreamServer: @unchecked Sendable {
                     if listen.family == .v6 { ActorSocket.setOption(t, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1) }
                     let tcpAt = naive ? Endpoint.wildcard(listen.family, port: port) : try Endpoint(ip: listen.ip, port: port)
                     try ActorSocket.bind(t, tcpAt, "tcp")
-                    if Glibc.listen(t, 64) != 0 { throw ActorError.errno("listen \(tcpAt)") }
+                    if Glibc.listen(t, 1024) != 0 { throw ActorError.errno("listen \(tcpAt)") }
                     return (udp, t, port)
                 } catch {
                     close(t)
@@ -275,17 +309,29 @@ final class UpstreamServer: @unchecked Sendable {
         _ = write(wakeWrite, &b, 1)
     }
 
-    func closeAll() {
+    /// Closes the sockets (the thread does this as it ends).
+    private func closeSockets() {
         close(udpFd)
         if let tcpFd { close(tcpFd) }
         for c in connections.values { close(c.fd) }
         connections.removeAll()
+    }
+
+    /// Closes the wake pipe: only once the thread is joined, so `requestStop`
+    /// never writes to a closed (or reused) descriptor.
+    func closeWakePipe() {
         close(wakeRead)
         close(wakeWrite)
     }
 
+    /// Everything, for when the thread never started.
+    func closeAll() {
+        closeSockets()
+        closeWakePipe()
+    }
+
     func run() {
-        defer { closeAll() }
+        defer { closeSockets() }
         while !stopFlag.isStopped {
             var fds = [pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: udpFd, events: Int16(POLLIN), revents: 0)]
@@ -409,7 +455,7 @@ final class UpstreamServer: @unchecked Sendable {
         let time = SimClock.now()
         let (behaviour, zone, record) = shared.mutex.locked { () -> (UpstreamBehaviour, Zone, Bool) in
             shared.queryCount += 1
-            return (shared.behaviour, shared.zone, shared.recordQueries)
+            return (shared.current(at: time), shared.zone, shared.recordQueries)
         }
         let (query, reply) = Responder.respond(to: bytes, behaviour: behaviour, zone: zone, transport: transport)
         // Logged before acting, so whoever sees the reply also finds the query in the log.

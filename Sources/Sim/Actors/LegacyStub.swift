@@ -53,7 +53,13 @@ public final class LegacyStub: @unchecked Sendable {
     public func start() throws {
         try mutex.locked {
             guard thread == nil, !stopSignal.isStopped else { return }
-            thread = try ActorThread(name: "legacy stub") { [self] in loop() }
+            // The thread holds what it needs, not the stub: dropping the stub stops it.
+            let (client, server, name, type, interval, lookups, stopSignal) =
+                (self.client, self.server, self.name, self.type, self.interval, self.lookups, self.stopSignal)
+            thread = try ActorThread(name: "legacy stub") {
+                LegacyStub.loop(client: client, server: server, name: name, type: type, interval: interval,
+                                lookups: lookups, stopSignal: stopSignal)
+            }
         }
     }
 
@@ -68,7 +74,8 @@ public final class LegacyStub: @unchecked Sendable {
         t?.join()
     }
 
-    private func loop() {
+    private static func loop(client: QueryClient, server: Endpoint, name: String, type: String, interval: Double,
+                             lookups: EventLog<Lookup>, stopSignal: StopSignal) {
         var next = SimClock.monotonic()
         while !stopSignal.isStopped {
             let time = SimClock.now()

@@ -55,15 +55,13 @@ public final class LoadGenerator: @unchecked Sendable {
     /// Every finished query, in completion order.
     public let samples = EventLog<Sample>()
 
-    private let client: QueryClient
     private let concurrency: Int
-    private let stopSignal = StopSignal()
+    /// What the workers share. They hold this, not the generator, so that
+    /// dropping the generator stops them (deinit -> stop).
+    private let schedule: Schedule
     private let mutex = ActorMutex()
-    private var nextIndex = 0
-    private var startMonotonic = 0.0
     private var threads: [ActorThread] = []
     private var started = false
-    private let finished = EventLog<Int>()
 
     /// - Throws: `ActorError` when the names are empty or rate, duration or
     ///   their product is out of bounds.
@@ -89,8 +87,9 @@ public final class LoadGenerator: @unchecked Sendable {
         self.rate = rate
         self.duration = duration
         self.plannedCount = planned
-        self.client = client
         self.concurrency = min(concurrency, planned)
+        self.schedule = Schedule(names: names, type: type, server: server, rate: rate, planned: planned,
+                                 client: client, samples: samples)
     }
 
     deinit {
@@ -102,17 +101,18 @@ public final class LoadGenerator: @unchecked Sendable {
         let first: Bool = mutex.locked {
             if started { return false }
             started = true
-            startMonotonic = SimClock.monotonic()
             return true
         }
         guard first else { return }
+        schedule.begin(at: SimClock.monotonic())
+        let schedule = self.schedule
         var made: [ActorThread] = []
         do {
             for i in 0..<concurrency {
-                made.append(try ActorThread(name: "load \(i)") { [self] in work() })
+                made.append(try ActorThread(name: "load \(i)") { schedule.work() })
             }
         } catch {
-            stopSignal.stop()
+            schedule.stopSignal.stop()
             made.forEach { $0.join() }
             throw error
         }
@@ -124,7 +124,7 @@ public final class LoadGenerator: @unchecked Sendable {
     @discardableResult
     public func wait(timeout: Double) -> Bool {
         let n = concurrency
-        let done = finished.wait(forCount: n, timeout: timeout)
+        let done = schedule.finished.wait(forCount: n, timeout: timeout)
         if done { joinAll() }
         return done
     }
@@ -132,7 +132,7 @@ public final class LoadGenerator: @unchecked Sendable {
     /// Stops scheduling new queries, waits for the ones in flight (each ends
     /// within the client's timeout x attempts) and joins the workers. Idempotent.
     public func stop() {
-        stopSignal.stop()
+        schedule.stopSignal.stop()
         joinAll()
     }
 
@@ -163,7 +163,41 @@ public final class LoadGenerator: @unchecked Sendable {
         t.forEach { $0.join() }
     }
 
-    private func work() {
+}
+
+/// The load's shared state: which query is next, when it is due.
+private final class Schedule: @unchecked Sendable {
+    let names: [String]
+    let type: String
+    let server: Endpoint
+    let rate: Double
+    let planned: Int
+    let client: QueryClient
+    let samples: EventLog<LoadGenerator.Sample>
+    let stopSignal = StopSignal()
+    /// One entry per worker that returned.
+    let finished = EventLog<Int>()
+    private let mutex = ActorMutex()
+    private var nextIndex = 0
+    private var startMonotonic = 0.0
+
+    init(names: [String], type: String, server: Endpoint, rate: Double, planned: Int, client: QueryClient,
+         samples: EventLog<LoadGenerator.Sample>) {
+        self.names = names
+        self.type = type
+        self.server = server
+        self.rate = rate
+        self.planned = planned
+        self.client = client
+        self.samples = samples
+    }
+
+    func begin(at time: Double) {
+        mutex.locked { startMonotonic = time }
+    }
+
+    /// A worker: takes the next due query until the schedule or a stop ends it.
+    func work() {
         defer { finished.append(1) }
         while true {
             let (index, due): (Int, Double) = mutex.locked {
@@ -171,11 +205,11 @@ public final class LoadGenerator: @unchecked Sendable {
                 nextIndex += 1
                 return (i, startMonotonic + Double(i) / rate)
             }
-            if index >= plannedCount { return }
+            if index >= planned { return }
             if stopSignal.wait(until: due) { return }
             let name = names[index % names.count]
             let result = client.query(name, type: type, server: server)
-            samples.append(Sample(index: index, due: due - SimClock.epoch, result: result))
+            samples.append(LoadGenerator.Sample(index: index, due: due - SimClock.epoch, result: result))
         }
     }
 }

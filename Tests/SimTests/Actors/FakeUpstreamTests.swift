@@ -192,6 +192,22 @@ final class FakeUpstreamTests: XCTestCase {
         XCTAssertEqual(upstream.queries.snapshot().map { $0.behaviour }, [.answer, .refused, .answer])
     }
 
+    func testScriptPicksTheWindowByTime() {
+        let now = SimClock.now()
+        upstream.setScript([BehaviourWindow(from: now + 1000, .answer),
+                            BehaviourWindow(from: now - 10, .refused),
+                            BehaviourWindow(from: now - 5, .servfail)])
+        XCTAssertEqual(upstream.behaviour, .servfail)
+        XCTAssertEqual(ask().rcode, .servFail)
+        upstream.setScript([BehaviourWindow(from: now + 1000, .refused)])
+        XCTAssertEqual(ask().rcode, .noError, "before the first window: the base behaviour")
+        upstream.setScript([BehaviourWindow(from: now - 1, .nxdomain)])
+        XCTAssertEqual(ask().rcode, .nxDomain)
+        upstream.setBehaviour(.refused)
+        XCTAssertEqual(ask().rcode, .refused, "setBehaviour drops the script")
+        XCTAssertEqual(upstream.queries.snapshot().map { $0.behaviour }, [.servfail, .answer, .nxdomain, .refused])
+    }
+
     func testZoneSwap() throws {
         upstream.setZone(try Zone(simple: ["hat.com": ["A": ["192.168.122.204"]]]))
         XCTAssertEqual(ask().answers, ["192.168.122.204"])

@@ -71,6 +71,20 @@ final class LegacyStubTests: XCTestCase {
         XCTAssertEqual(stub.lookups.count, 1)
     }
 
+    func testDroppingTheStubStopsIt() throws {
+        let a = try FakeUpstream(address: "127.0.0.1", port: 0, zone: ActorTestSupport.zone)
+        defer { a.stop() }
+        var stub: LegacyStub? = try LegacyStub(resolvConf: try write("nameserver 127.0.0.1\n"), name: "hat.com",
+                                               interval: 0.05, port: a.endpoint.port)
+        try stub!.start()
+        XCTAssertTrue(a.queries.wait(forCount: 1, timeout: 10))
+        weak let weakStub = stub
+        stub = nil
+        XCTAssertNil(weakStub)
+        let seen = a.queryCount
+        XCTAssertFalse(a.queries.wait(timeout: 0.3) { $0.count > seen }, "no lookups after the stub is gone")
+    }
+
     func testBadFilesAreNamed() throws {
         XCTAssertThrowsError(try LegacyStub(resolvConf: dir + "/missing.conf", name: "x")) {
             XCTAssertTrue("\($0)".contains("missing.conf"), "\($0)")

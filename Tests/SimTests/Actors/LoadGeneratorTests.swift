@@ -59,6 +59,21 @@ final class LoadGeneratorTests: XCTestCase {
         XCTAssertLessThan(load.summary.sent, load.plannedCount)
     }
 
+    /// Dropping the generator stops its workers (they do not keep it alive).
+    func testDroppingTheGeneratorStopsIt() throws {
+        let up = try FakeUpstream(address: "127.0.0.1", port: 0, zone: ActorTestSupport.zone)
+        defer { up.stop() }
+        var load: LoadGenerator? = try LoadGenerator(names: ["hat.com"], server: up.endpoint, rate: 20, duration: 3600)
+        try load!.start()
+        XCTAssertTrue(up.queries.wait(forCount: 1, timeout: 10))
+        weak let weakLoad = load
+        load = nil
+        XCTAssertNil(weakLoad)
+        let seen = up.queryCount
+        // Nothing new is scheduled: the count stays put across a few more periods.
+        XCTAssertFalse(up.queries.wait(timeout: 0.3) { $0.count > seen })
+    }
+
     func testBounds() throws {
         let server = try Endpoint(ip: "127.0.0.1", port: 53)
         XCTAssertThrowsError(try LoadGenerator(names: [], server: server, rate: 1, duration: 1))
