@@ -104,6 +104,8 @@ final class ScenarioRun {
     var forwarderLog: String { (dir as NSString).appendingPathComponent("forwarder.log") }
     var stubs: [String: LegacyStub] = [:]
     var traces: [String: NftTrace] = [:]
+    /// Attackers and nuisances started by steps (spoof, flood, slowloris), by step id.
+    var hostile: [String: HostileActor] = [:]
     var icmpBaseline: [String: Int64] = [:]
     var report: [String] = []
     var timeline: [String] = []
@@ -350,6 +352,33 @@ final class ScenarioRun {
             try checkStats(spec, fail: fail)
         case .stubSaw(let s):
             try checkStub(s, fail: fail)
+        case .spoof(let s):
+            let up = try Endpoint(ip: s.upstream, port: 53)
+            var names: [String] = []
+            for n in s.names {
+                names += n.contains("{i}") ? (0..<1000).map { n.replacingOccurrences(of: "{i}", with: String($0)) } : [n]
+            }
+            // Guessed ports: Linux's default ephemeral range, where the forwarder's query sockets live.
+            let spoofer = try RawSpoofer(.init(target: s.target, ports: .random(32768...60999), spoofedSource: up, names: .list(names),
+                                               poisonAddress: s.poison, count: s.count, rate: s.rate),
+                                         socketFactory: factory(s.from))
+            try spoofer.start()
+            hostile[step.id ?? "step\(step.index)"] = HostileActor(
+                wait: { spoofer.wait(timeout: $0) }, stop: { spoofer.stop() },
+                summary: { "spoofer sent \(spoofer.sent) forged replies (\(spoofer.sendErrors) send errors\(spoofer.firstSendError.map { ": " + $0 } ?? ""))" })
+        case .flood(let s):
+            let flood = try MalformedPackets.flood(target: try Endpoint(ip: s.to, port: UInt16(s.port)), rate: s.rate,
+                                                   count: s.count, socketFactory: factory(s.from))
+            try flood.start()
+            hostile[step.id ?? "step\(step.index)"] = HostileActor(
+                wait: { flood.wait(timeout: $0) }, stop: { flood.stop() },
+                summary: { "flood sent \(flood.sent) malformed packets (\(flood.sendErrors) send errors)" })
+        case .slowloris(let s):
+            let idlers = try TCPIdlers(target: try Endpoint(ip: s.to, port: UInt16(s.port)), connections: s.connections,
+                                       socketFactory: factory(s.from))
+            try idlers.start()
+            hostile[step.id ?? "step\(step.index)"] = HostileActor(
+                wait: { _ in true }, stop: { idlers.stop() }, summary: { "slowloris: \(idlers.status)" })
         }
         if let id = step.id, !step.background { stepTimes[id] = (start, SimClock.now()) }
     }
@@ -385,7 +414,13 @@ final class ScenarioRun {
     }
 
     func waitFor(ids: [String], step: Step?, timeout: Double) throws {
-        let want = Set(ids)
+        for id in ids {
+            guard let h = hostile[id] else { continue }
+            let done = h.wait(timeout)
+            recordReport(h.summary())
+            if !done { throw StepFailure(message: "\(step.map { "step \($0.index) (line \($0.line)): " } ?? "")\(id) did not finish within \(timeout)s") }
+        }
+        let want = Set(ids).subtracting(hostile.keys)
         let ok = pending.wait(timeout: timeout) { items in want.isSubset(of: Set(items.map(\.id))) }
         for item in pending.snapshot() where want.contains(item.id) {
             if let f = item.failure { throw StepFailure(message: f) }
@@ -544,6 +579,10 @@ final class ScenarioRun {
         if let want = spec.inflight, inflight != want {
             throw fail("statistics show \(inflight ?? -1) queries in flight, expected \(want)")
         }
+        for (key, least) in spec.atLeast {
+            let n = Self.number(after: key + " ", in: text) ?? -1
+            if n < least { throw fail("statistics show '\(key) \(n)', expected at least \(least)") }
+        }
         let status = (try? String(contentsOfFile: "/proc/\(p.pid)/status", encoding: .utf8)) ?? ""
         if let kb = Self.number(after: "VmRSS:", in: status) {
             let rss = Int64(kb) * 1024
@@ -699,6 +738,10 @@ final class ScenarioRun {
 
     func teardown() {
         for (_, s) in stubs { ActorBridge.stopStub(s) }
+        for (_, h) in hostile.sorted(by: { $0.key < $1.key }) {
+            h.stop()
+            recordReport(h.summary())
+        }
         if let p = forwarder, p.isRunning {
             let st = p.terminate(grace: 2)
             note("\(subject) stopped: \(st)")
@@ -724,6 +767,13 @@ final class ScenarioRun {
         for (h, trace) in traces { t += "# host \(h)\n" + trace.dropSummary().joined(separator: "\n") + "\n" + trace.events.map(\.raw).joined(separator: "\n") + "\n" }
         if !t.isEmpty { put("nft-trace.txt", t) }
     }
+}
+
+/// A hostile actor started by a step, seen through what the runner needs.
+struct HostileActor {
+    var wait: (Double) -> Bool
+    var stop: () -> Void
+    var summary: () -> String
 }
 
 // MARK: - small helpers

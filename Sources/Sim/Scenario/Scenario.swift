@@ -181,6 +181,37 @@ public enum StepAction {
     case firewallCount(FirewallCountSpec)
     case stats(StatsSpec)
     case stubSaw(StubSawSpec)
+    case spoof(SpoofSpec)
+    case flood(FloodSpec)
+    case slowloris(SlowlorisSpec)
+}
+
+/// An off-path attacker: forged replies from the upstream's address to guessed ports.
+public struct SpoofSpec {
+    public var from: String
+    public var target: String
+    public var upstream: String
+    public var names: [String]
+    public var poison: String
+    public var count: Int
+    public var rate: Double
+}
+
+/// Malformed datagrams (a catalog of broken DNS packets) at a server.
+public struct FloodSpec {
+    public var from: String
+    public var to: String
+    public var port: Int
+    public var count: Int
+    public var rate: Double
+}
+
+/// Idle TCP connections that never send a whole query.
+public struct SlowlorisSpec {
+    public var from: String
+    public var to: String
+    public var port: Int
+    public var connections: Int
 }
 
 public struct UpstreamSawSpec {
@@ -233,6 +264,8 @@ public struct StatsSpec {
     public var inflight: Int?
     /// Resident memory may grow at most this many bytes since the previous stats step.
     public var rssGrowthMax: Int64?
+    /// Counters in the statistics text ("replies spoofed or mismatched") and their least value.
+    public var atLeast: [(String, Int)]
 }
 
 public struct StubSawSpec {

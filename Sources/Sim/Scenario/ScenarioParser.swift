@@ -339,7 +339,7 @@ public enum ScenarioParser {
 
     static let actionKeys = ["query", "load", "stub", "file", "behaviour", "firewall", "link", "address", "process",
                              "wait", "run", "upstream-saw", "log", "icmp-unreachable", "firewall-count", "stats",
-                             "stub-saw"]
+                             "stub-saw", "spoof", "flood", "slowloris"]
 
     static func parseStep(_ index: Int, _ n: YNode, _ ctx: StepContext) throws -> Step {
         let f = try n.fields("a step")
@@ -543,9 +543,13 @@ public enum ScenarioParser {
                 guard let b = parseBytes(try g.string()) else { throw g.error("expected a size such as 2MB or 512KB") }
                 growth = b
             }
+            var atLeast: [(String, Int)] = []
+            if let m = s.optional("at-least") {
+                for (k, v) in try m.pairs() { atLeast.append((k, try v.int())) }
+            }
             let spec = StatsSpec(process: pn, within: try s.optional("within")?.duration() ?? 3,
-                                 inflight: try s.optional("inflight")?.int(), rssGrowthMax: growth)
-            try s.finish(allowed: ["process", "within", "inflight", "rss-growth-max"])
+                                 inflight: try s.optional("inflight")?.int(), rssGrowthMax: growth, atLeast: atLeast)
+            try s.finish(allowed: ["process", "within", "inflight", "rss-growth-max", "at-least"])
             label = "statistics of \(pn)"
             action = .stats(spec)
         case "stub-saw":
@@ -557,6 +561,43 @@ public enum ScenarioParser {
             try s.finish(allowed: ["stub", "server", "answer", "since", "min", "all", "within"])
             label = "stub \(spec.stub) asked \(spec.server ?? "-") got \(spec.answer ?? "-")"
             action = .stubSaw(spec)
+        case "spoof":
+            let s = try a.fields("a spoofing attacker")
+            let spec = SpoofSpec(from: try host(try s.required("from")), target: try s.required("target").string(),
+                                 upstream: try s.required("upstream").string(), names: try s.required("names").strings(),
+                                 poison: try s.required("poison").string(), count: try s.required("count").int(),
+                                 rate: Double(try s.optional("rate")?.int() ?? 20000))
+            guard isIP(spec.target), isIP(spec.upstream), IPv4Check.parse(spec.poison) != nil else {
+                throw a.error("target and upstream are IP addresses, poison an IPv4 address")
+            }
+            guard spec.count > 0, spec.count <= 2_000_000, spec.rate > 0, spec.rate <= 200_000 else {
+                throw a.error("a spoofing flood is bounded: count 1..2000000, rate 1..200000 per second")
+            }
+            try s.finish(allowed: ["from", "target", "upstream", "names", "poison", "count", "rate"])
+            label = "\(spec.from) forges \(spec.count) replies from \(spec.upstream) to \(spec.target)"
+            action = .spoof(spec)
+        case "flood":
+            let s = try a.fields("a malformed-packet flood")
+            let spec = FloodSpec(from: try host(try s.required("from")), to: try s.required("to").string(),
+                                 port: try s.optional("port")?.int() ?? 53, count: try s.required("count").int(),
+                                 rate: Double(try s.optional("rate")?.int() ?? 1000))
+            guard isIP(spec.to), spec.count > 0, spec.count <= 1_000_000, spec.rate > 0, spec.rate <= 100_000 else {
+                throw a.error("a flood needs an IP address; it is bounded: count 1..1000000, rate 1..100000 per second")
+            }
+            try s.finish(allowed: ["from", "to", "port", "count", "rate"])
+            label = "\(spec.from) floods \(spec.to) with \(spec.count) malformed packets"
+            action = .flood(spec)
+        case "slowloris":
+            let s = try a.fields("idle TCP connections")
+            let spec = SlowlorisSpec(from: try host(try s.required("from")), to: try s.required("to").string(),
+                                     port: try s.optional("port")?.int() ?? 53,
+                                     connections: try s.required("connections").int())
+            guard isIP(spec.to), spec.connections > 0, spec.connections <= 5000 else {
+                throw a.error("slowloris needs an IP address and 1..5000 connections")
+            }
+            try s.finish(allowed: ["from", "to", "port", "connections"])
+            label = "\(spec.from) holds \(spec.connections) idle TCP connections to \(spec.to)"
+            action = .slowloris(spec)
         default:
             throw a.error("unknown action")
         }
