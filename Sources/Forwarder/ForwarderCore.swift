@@ -27,6 +27,8 @@ public final class ForwarderCore {
         /// Largest EDNS UDP size honoured for replies to clients.
         public var maxUDPReply = 4096
         public var maxWaitersPerQuery = 256
+        /// Upstream attempts per client query, all servers and retransmissions together.
+        public var maxAttemptsPerQuery = 8
         public var seed: UInt64 = 0x9E3779B97F4A7C15
         public init() {}
     }
@@ -82,6 +84,7 @@ public final class ForwarderCore {
         var started: UInt64
         /// A TC reply kept while the question is retried over TCP.
         var truncatedReply: [UInt8]? = nil
+        var attemptsMade = 0
     }
 
     struct Attempt {
@@ -331,8 +334,11 @@ public final class ForwarderCore {
             return
         }
         // Next server not excluded and not already active; wrap around for another round
-        // (only servers that timed out remain eligible).
+        // (only servers that timed out remain eligible). No new attempt when the client's
+        // deadline is too close for one to be useful.
         var tries = 0
+        if !first && now &+ 50_000_000 >= p.deadline { tries = p.order.count }
+        if p.attemptsMade >= config.maxAttemptsPerQuery { tries = p.order.count }
         let n = p.order.count
         while tries < n {
             let s = p.order[p.nextIndex % n]
@@ -340,6 +346,12 @@ public final class ForwarderCore {
             tries += 1
             if p.excluded.contains(s) { continue }
             if p.active.contains(where: { attempts[$0]?.server == s && attempts[$0]?.timedOut == false }) { continue }
+            // A retransmission to the same server supersedes its timed-out attempt (bounds sockets).
+            let stale = p.active.filter { attempts[$0]?.server == s }
+            for aid in stale {
+                p.active.removeAll { $0 == aid }
+                endAttempt(aid, updatePending: false)
+            }
             sendAttempt(&p, pid: pid, server: s, now: now)
             // A down server whose probe is due gets this query too, in parallel.
             if first, let probe = selector.probeDue(p.candidates, except: s, now: now), !p.excluded.contains(probe) {
@@ -368,17 +380,18 @@ public final class ForwarderCore {
         attempts[aid] = Attempt(pending: pid, server: server, endpoint: ep, upstreamID: id, sentAt: now,
                                 deadline: deadline, transport: transport)
         p.active.append(aid)
+        p.attemptsMade += 1
         selector.noteSent(server)
         timers.push(deadline, kind: .attempt, id: aid)
         log("forwarded \(p.name) to \(ep.serverText)")
         actions.append(.send(attempt: aid, server: ep, transport: transport, bytes: bytes))
     }
 
-    func endAttempt(_ aid: Int) {
+    func endAttempt(_ aid: Int, updatePending: Bool = true) {
         guard let a = attempts.removeValue(forKey: aid) else { return }
         releaseID(a.upstreamID)
         selector.noteDone(a.server)
-        if var p = pendings[a.pending] {
+        if updatePending, var p = pendings[a.pending] {
             p.active.removeAll { $0 == aid }
             pendings[a.pending] = p
         }

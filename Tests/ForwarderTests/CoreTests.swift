@@ -485,3 +485,31 @@ final class TruncationRetryTests: XCTestCase {
         XCTAssertEqual(h.replies.first?.1.answers.count, 1)
     }
 }
+
+final class AttemptBookkeepingTests: XCTestCase {
+    typealias H = CoreHarness
+
+    func testRetransmissionClosesTheTimedOutAttempt() {
+        let h = H()
+        _ = h.ask("www.example.test")
+        h.run(forMs: 801)
+        XCTAssertEqual(h.sends.count, 2)
+        XCTAssertEqual(h.cancels, [h.sends[0].attempt], "one socket per server per query")
+        h.run(forMs: 5000)
+        XCTAssertEqual(h.replies.first?.1.rcode, .servFail)
+        XCTAssertEqual(Set(h.cancels), Set(h.sends.map { $0.attempt }), "every attempt's socket is closed")
+        XCTAssertEqual(h.core.inFlight, 0)
+    }
+
+    func testBlackHoleLeavesNothingInFlight() {
+        let h = H(servers: [H.serverA, H.serverB])
+        for i in 0..<2000 { _ = h.ask("bh\(i).test") }
+        h.run(forMs: 10_000)
+        XCTAssertEqual(h.core.inFlight, 0)
+        XCTAssertEqual(h.replies.count, 2000)
+        XCTAssertTrue(h.replies.allSatisfy { $0.1.rcode == .servFail })
+        XCTAssertEqual(Set(h.cancels).count, h.sends.count)
+        XCTAssertEqual(h.core.attempts.count, 0)
+        XCTAssertEqual(h.core.idsInUse.reduce(0) { $0 | $1 }, 0, "no upstream ID left reserved")
+    }
+}
