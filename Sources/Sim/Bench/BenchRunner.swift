@@ -97,9 +97,21 @@ public final class BenchRunner {
             dir = d
             try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
         } else {
-            var template = Array("/tmp/sim-bench-XXXXXX".utf8CString)
+            BenchRunner.removeStaleDirs()
+            var template = Array("/tmp/sim-bench-\(getpid())-XXXXXX".utf8CString)
             guard let p = mkdtemp(&template) else { throw Failure("mkdtemp: \(String(cString: strerror(errno)))") }
             dir = String(cString: p)
+        }
+    }
+
+    /// An interrupted run exits at once and leaves its scratch folder: remove those
+    /// of runs whose process is gone (/tmp/sim-bench-<pid>-*).
+    static func removeStaleDirs() {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/tmp") else { return }
+        for n in names where n.hasPrefix("sim-bench-") {
+            let parts = n.split(separator: "-")
+            guard parts.count == 4, let pid = Int32(parts[2]), pid > 0 else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { try? FileManager.default.removeItem(atPath: "/tmp/" + n) }
         }
     }
 
