@@ -469,6 +469,12 @@ final class ScenarioRun {
     func checkLoad(_ outcomes: [QueryOutcome], _ e: Expectation) -> String? {
         let failed = outcomes.filter { o in
             if o.error != nil { return true }
+            if let accepted = e.rcodes {
+                if !accepted.contains(o.rcode) { return true }
+                if o.rcode == "NOERROR", let want = e.answers, Set(want) != Set(o.answers) { return true }
+                if let w = e.within, o.latency > w { return true }
+                return false
+            }
             if let r = e.rcode { return o.rcode != r }
             if o.rcode != "NOERROR" && o.rcode != "NXDOMAIN" { return true }
             if let want = e.answers, Set(want) != Set(o.answers) { return true }

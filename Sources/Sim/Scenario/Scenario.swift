@@ -296,6 +296,9 @@ public struct Expectation {
     public var maxFailed: Int?
     /// For loads that show a declared failure: at least this many must fail.
     public var minFailed: Int?
+    /// For loads: a reply with any of these rcodes is a success (the soak: answered
+    /// or SERVFAILed within bound); `answer` then applies to NOERROR replies only.
+    public var rcodes: [String]?
     public var outputContains: [String]?
     public var outputLacks: [String]?
     public var exitStatus: Int?

@@ -642,6 +642,13 @@ public enum ScenarioParser {
             guard rcodes.contains(s) else { throw r.error("rcode is one of \(rcodes.joined(separator: ", "))") }
             e.rcode = s
         }
+        if let rs = f.optional("rcodes") {
+            let list = try rs.strings().map { $0.uppercased() }
+            guard !list.isEmpty, list.allSatisfy({ rcodes.contains($0) }) else {
+                throw rs.error("rcodes is a list of \(rcodes.joined(separator: ", "))")
+            }
+            e.rcodes = list
+        }
         if let t = f.optional("timeout") { e.timeout = try t.bool() }
         if let er = f.optional("error") {
             let s = try er.string()
@@ -664,7 +671,7 @@ public enum ScenarioParser {
         if let x = f.optional("exit") { e.exitStatus = try x.int() }
         if let s = f.optional("symptom") { e.symptom = try s.string() }
         try f.finish(allowed: ["answer", "rcode", "timeout", "error", "reply-source", "within", "after", "truncated",
-                               "max-failed", "min-failed", "output", "output-lacks", "exit", "symptom"])
+                               "max-failed", "min-failed", "output", "output-lacks", "exit", "symptom", "rcodes"])
         return e
     }
 
