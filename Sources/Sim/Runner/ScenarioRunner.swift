@@ -470,7 +470,7 @@ final class ScenarioRun {
         let failed = outcomes.filter { o in
             if o.error != nil { return true }
             if let accepted = e.rcodes {
-                if !accepted.contains(o.rcode) { return true }
+                guard let rc = o.rcode, accepted.contains(rc) else { return true }
                 if o.rcode == "NOERROR", let want = e.answers, Set(want) != Set(o.answers) { return true }
                 if let w = e.within, o.latency > w { return true }
                 return false
@@ -599,7 +599,16 @@ final class ScenarioRun {
             }
             lastRSS = rss
         }
+        if let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(p.pid)/fd") {
+            recordReport("\(spec.process) open fds \(fds.count)")
+            if let max = spec.fdGrowthMax, let last = lastFDs, fds.count - last > max {
+                throw fail("open file descriptors grew by \(fds.count - last) since the last statistics (\(last) -> \(fds.count)), bound is \(max)")
+            }
+            lastFDs = fds.count
+        }
     }
+
+    var lastFDs: Int?
 
     static func number(after key: String, in text: String) -> Int? {
         guard let r = text.range(of: key, options: .backwards) else { return nil }

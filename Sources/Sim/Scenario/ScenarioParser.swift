@@ -547,9 +547,10 @@ public enum ScenarioParser {
             if let m = s.optional("at-least") {
                 for (k, v) in try m.pairs() { atLeast.append((k, try v.int())) }
             }
-            let spec = StatsSpec(process: pn, within: try s.optional("within")?.duration() ?? 3,
+            var spec = StatsSpec(process: pn, within: try s.optional("within")?.duration() ?? 3,
                                  inflight: try s.optional("inflight")?.int(), rssGrowthMax: growth, atLeast: atLeast)
-            try s.finish(allowed: ["process", "within", "inflight", "rss-growth-max", "at-least"])
+            if let g = s.optional("fd-growth-max") { spec.fdGrowthMax = try g.int() }
+            try s.finish(allowed: ["process", "within", "inflight", "rss-growth-max", "at-least", "fd-growth-max"])
             label = "statistics of \(pn)"
             action = .stats(spec)
         case "stub-saw":
