@@ -113,6 +113,8 @@ public final class ForwarderCore {
     var nextAttemptID = 1
     var rng: UInt64
     var lastOverLimitLog: UInt64 = 0
+    var lastSendFailureLog: [Int: UInt64] = [:]
+    var sendFailuresNotLogged: [Int: Int] = [:]
     var overLimitSinceLog = 0
 
     public init(config: Config) {
@@ -410,6 +412,16 @@ public final class ForwarderCore {
         guard from == a.endpoint, b.count >= 12, Wire.u16(b, 0) == a.upstreamID, b[2] & 0x80 != 0,
               p.query.withUnsafeBytes({ Wire.sameQuestion(b, $0, queryNameEnd: p.nameEnd) }) else {
             stats.droppedSpoofed += 1
+            if from == a.endpoint && !a.timedOut {
+                // From the server's own address and port but not our answer (wrong ID or
+                // question): a broken server, or a spoofer. Either way, ask the next server
+                // now, and keep listening here for the genuine reply.
+                var t = a
+                t.timedOut = true
+                attempts[aid] = t
+                log("reply from \(a.endpoint.serverText) does not match the query, retrying")
+                failAttempt(aid, now: now, timedOut: true)
+            }
             return
         }
         guard let info = Wire.scanReply(b, collectOffsets: cache.capacity > 0) else {
@@ -462,9 +474,26 @@ public final class ForwarderCore {
         var buf = [CChar](repeating: 0, count: 128)
         fwd_strerror(e, &buf, 128)
         let text = String(cString: buf)
-        // Always logged: this is an operational error, not query logging.
-        actions.append(.log("failed to send to \(a.endpoint.serverText): \(text)"))
+        opsLog(server: a.server, "failed to send to \(a.endpoint.serverText): \(text)", now: now)
         failAttempt(aid, now: now, timedOut: false)
+    }
+
+    /// An upstream problem: logged even without --log-queries, but then at most once
+    /// per server every 5 s (with a count of the lines not logged). Every line with it.
+    func opsLog(server: Int, _ text: String, now: UInt64) {
+        if config.logQueries {
+            actions.append(.log(text))
+            return
+        }
+        let last = lastSendFailureLog[server] ?? 0
+        if last == 0 || now &- last >= 5_000_000_000 {
+            let skipped = sendFailuresNotLogged[server] ?? 0
+            actions.append(.log(text + (skipped > 0 ? " (and \(skipped) more not logged)" : "")))
+            lastSendFailureLog[server] = now
+            sendFailuresNotLogged[server] = 0
+        } else {
+            sendFailuresNotLogged[server, default: 0] += 1
+        }
     }
 
     func failAttempt(_ aid: Int, now: UInt64, timedOut: Bool) {
@@ -551,7 +580,7 @@ public final class ForwarderCore {
                 guard var a = attempts[item.id] else { continue }
                 a.timedOut = true
                 attempts[item.id] = a
-                log("\(a.endpoint.serverText) did not answer, retrying")
+                opsLog(server: a.server, "\(a.endpoint.serverText) did not answer, retrying", now: now)
                 // The late reply may still win: the attempt stays open until the query ends.
                 failAttempt(item.id, now: now, timedOut: true)
             case .pending:

@@ -60,6 +60,32 @@ public struct BenchSubjectResult: Codable, Equatable {
     }
 
     public func phase(_ name: String) -> BenchPhase? { phases.first { $0.name == name } }
+
+    /// Several rounds of one subject as one result: per phase, the round with the median
+    /// CPU/query (the lower middle for an even count); per RSS figure, the median.
+    /// Rounds that failed are named in `error`; the result is empty only if all failed.
+    public static func median(of rounds: [BenchSubjectResult]) -> BenchSubjectResult {
+        guard var out = rounds.first else { return BenchSubjectResult(subject: "?", error: "no rounds") }
+        if rounds.count == 1 { return out }
+        func mid<T: Comparable>(_ xs: [T]) -> T? { xs.isEmpty ? nil : xs.sorted()[(xs.count - 1) / 2] }
+        var names: [String] = []
+        for r in rounds { for p in r.phases where !names.contains(p.name) { names.append(p.name) } }
+        out.phases = names.compactMap { name in
+            let ps = rounds.compactMap { $0.phase(name) }
+            let sorted = ps.sorted { ($0.cpuMicrosPerQuery ?? .infinity) < ($1.cpuMicrosPerQuery ?? .infinity) }
+            return sorted.isEmpty ? nil : sorted[(sorted.count - 1) / 2]
+        }
+        out.command = rounds.first { !$0.command.isEmpty }?.command ?? []
+        out.rssKB = mid(rounds.compactMap(\.rssKB))
+        out.rssBaselineKB = mid(rounds.compactMap(\.rssBaselineKB))
+        out.rssFreshKB = mid(rounds.compactMap(\.rssFreshKB))
+        out.rssCachedKB = mid(rounds.compactMap(\.rssCachedKB))
+        out.rssPerEntryBytes = mid(rounds.compactMap(\.rssPerEntryBytes))
+        out.entries = mid(rounds.compactMap(\.entries))
+        let errors = rounds.enumerated().compactMap { i, r in r.error.map { "round \(i + 1): \($0)" } }
+        out.error = errors.isEmpty ? nil : errors.joined(separator: "; ")
+        return out
+    }
 }
 
 /// One line of the goal from issue 8.
@@ -76,12 +102,19 @@ public struct BenchReport: Codable, Equatable {
     public var hitQPS: Int
     public var missQPS: Int
     public var burstInFlight: Int
+    /// Medians over the rounds (see BenchSubjectResult.median).
     public var subjects: [BenchSubjectResult]
+    /// Every round of every subject, in the order run (rounds > 1 only).
+    public var rounds: [[BenchSubjectResult]]
+    /// CPUs and /proc/loadavg before and after: the figures are only as quiet as the machine.
+    public var machine: String
     public var goals: [BenchGoal]
 
     public init(date: String, secondsPerPhase: Double, hitQPS: Int, missQPS: Int, burstInFlight: Int,
-                subjects: [BenchSubjectResult]) {
+                subjects: [BenchSubjectResult], rounds: [[BenchSubjectResult]] = [], machine: String = "") {
         self.date = date
+        self.rounds = rounds
+        self.machine = machine
         self.secondsPerPhase = secondsPerPhase
         self.hitQPS = hitQPS
         self.missQPS = missQPS
@@ -201,6 +234,8 @@ public struct BenchReport: Codable, Equatable {
             out += cells.joined(separator: "  ") + "\n"
             if n == 0 { out += widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ") + "\n" }
         }
+        if rounds.count > 1 { out += "(median of \(rounds.count) rounds, CPU/query picks the round per phase)\n" }
+        if !machine.isEmpty { out += "machine: \(machine)\n" }
         for s in subjects where s.error != nil { out += "\(s.subject): \(s.error!)\n" }
         return out
     }

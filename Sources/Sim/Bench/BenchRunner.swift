@@ -9,6 +9,9 @@ public struct BenchOptions {
     public var subjects: [String] = ["ours", "dnsmasq", "unbound"]
     /// Length of the hit and miss phases.
     public var seconds: Double = 5
+    /// Rounds of all subjects, interleaved (ours, dnsmasq, unbound, ours, ...); the report
+    /// gives medians. RSS per entry is measured in the first round only.
+    public var rounds: Int = 1
     public var hitQPS: Int = 20_000
     public var missQPS: Int = 5_000
     /// Names under example.test in the hit phase (warmed once).
@@ -69,14 +72,22 @@ public final class BenchRunner {
         try buildTopology()
         try startUpstream()
         try writeNameFiles()
-        var results: [BenchSubjectResult] = []
-        for s in options.subjects {
-            options.log("== \(s)")
-            results.append(measure(subject: s))
+        let loadBefore = BenchRunner.loadAverage()
+        var rounds: [[BenchSubjectResult]] = []
+        for round in 1...max(1, options.rounds) {
+            var results: [BenchSubjectResult] = []
+            for s in options.subjects {
+                options.log(options.rounds > 1 ? "== \(s) (round \(round) of \(options.rounds))" : "== \(s)")
+                results.append(measure(subject: s, entries: round == 1))
+            }
+            rounds.append(results)
         }
+        let medians = options.subjects.indices.map { i in BenchSubjectResult.median(of: rounds.map { $0[i] }) }
+        let machine = "\(sysconf(Int32(_SC_NPROCESSORS_ONLN))) CPUs, load average \(loadBefore) before, \(BenchRunner.loadAverage()) after"
         let stamp = ISO8601DateFormatter().string(from: Date())
         return BenchReport(date: stamp, secondsPerPhase: options.seconds, hitQPS: options.hitQPS,
-                           missQPS: options.missQPS, burstInFlight: options.burstInFlight, subjects: results)
+                           missQPS: options.missQPS, burstInFlight: options.burstInFlight, subjects: medians,
+                           rounds: rounds.count > 1 ? rounds : [], machine: machine)
     }
 
     // MARK: set-up
@@ -239,7 +250,13 @@ public final class BenchRunner {
         return p
     }
 
-    func measure(subject: String) -> BenchSubjectResult {
+    /// The first three fields of /proc/loadavg.
+    static func loadAverage() -> String {
+        guard let s = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8) else { return "?" }
+        return s.split(separator: " ").prefix(3).joined(separator: " ")
+    }
+
+    func measure(subject: String, entries: Bool) -> BenchSubjectResult {
         var result = BenchSubjectResult(subject: subject)
         let log = path("\(subject).log")
         do {
@@ -263,7 +280,7 @@ public final class BenchRunner {
             result.rssKB = try rss(p)
             guard p.isRunning else { throw Failure("\(subject) exited during the runs: \(tail(log))") }
             _ = p.terminate(grace: 2)
-            if options.entries > 0 {
+            if options.entries > 0 && entries {
                 try measureEntries(subject: subject, argv: argv, into: &result)
             }
         } catch {

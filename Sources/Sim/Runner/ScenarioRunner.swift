@@ -763,8 +763,10 @@ final class ScenarioRun {
         }
         for (_, u) in upstreams { u.stop() }
         for (_, t) in traces { t.stop() }
+        let t = SimClock.monotonic()
         network?.teardown(grace: 1, keepPinned: options.keep)
         network = nil
+        note(String(format: "topology of %d hosts torn down in %.1f ms", scenario.hosts.count, (SimClock.monotonic() - t) * 1000))
     }
 
     func writeArtifacts(result: ScenarioResult) {

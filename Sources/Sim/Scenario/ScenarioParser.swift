@@ -42,6 +42,13 @@ public enum ScenarioParser {
             for (hname, hnode) in try h.pairs() { hosts.append(try parseHost(hname, hnode)) }
         }
         let hostNames = Set(hosts.map(\.name))
+        // A link id names the two ends of one veth pair: exactly two interfaces.
+        var ends: [String: [HostSpec]] = [:]
+        for h in hosts { for (_, link) in h.links { ends[link, default: []].append(h) } }
+        for (link, hs) in ends.sorted(by: { $0.key < $1.key }) where hs.count != 2 {
+            throw ScenarioError(file: file, line: hs.last!.line,
+                                reason: "hosts.\(hs.last!.name): link '\(link)' has \(hs.count) end(s); a link joins exactly two interfaces (use a bridge for more)")
+        }
         func checkHost(_ n: YNode) throws -> String {
             let s = try n.string()
             guard hostNames.contains(s) else {
