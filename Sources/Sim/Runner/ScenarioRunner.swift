@@ -601,14 +601,15 @@ final class ScenarioRun {
         }
         if let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(p.pid)/fd") {
             recordReport("\(spec.process) open fds \(fds.count)")
-            if let max = spec.fdGrowthMax, let last = lastFDs, fds.count - last > max {
-                throw fail("open file descriptors grew by \(fds.count - last) since the last statistics (\(last) -> \(fds.count)), bound is \(max)")
+            if let max = spec.fdGrowthMax, let first = firstFDs, fds.count - first > max {
+                throw fail("open file descriptors grew by \(fds.count - first) since the first statistics (\(first) -> \(fds.count)), bound is \(max)")
             }
-            lastFDs = fds.count
+            if firstFDs == nil { firstFDs = fds.count }
         }
     }
 
-    var lastFDs: Int?
+    /// Open fds at the first stats step: the baseline of `fd-growth-max`.
+    var firstFDs: Int?
 
     static func number(after key: String, in text: String) -> Int? {
         guard let r = text.range(of: key, options: .backwards) else { return nil }

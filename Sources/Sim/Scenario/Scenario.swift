@@ -264,7 +264,8 @@ public struct StatsSpec {
     public var inflight: Int?
     /// Resident memory may grow at most this many bytes since the previous stats step.
     public var rssGrowthMax: Int64?
-    /// Open file descriptors may grow at most by this many since the previous stats step.
+    /// Open file descriptors may grow at most by this many since the first stats step
+    /// (the baseline: take it quiet; fds follow the queries in flight, so compare quiet points).
     public var fdGrowthMax: Int?
     /// Counters in the statistics text ("replies spoofed or mismatched") and their least value.
     public var atLeast: [(String, Int)]
