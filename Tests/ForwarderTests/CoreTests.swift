@@ -210,7 +210,7 @@ final class CoreTests: XCTestCase {
         wrongID[0] ^= 0xFF
         h.deliver(wrongID, attempt: aid, from: H.serverA)
         XCTAssertEqual(h.sends.map { $0.server }, [H.serverA, H.serverB])
-        XCTAssertTrue(h.logs.contains("reply from 10.0.0.1 does not match the query, retrying"), "\(h.logs)")
+        XCTAssertTrue(h.logs.contains("10.0.0.1 did not answer (a reply with the wrong ID or question was dropped), retrying"), "\(h.logs)")
         // Wrong question; not a response: dropped.
         let other = h.reply(to: 0, answers: []) { m in m.questions = [Question(name: try! DNSName("evil.test"), type: .a)] }
         h.deliver(other, attempt: aid, from: H.serverA)
