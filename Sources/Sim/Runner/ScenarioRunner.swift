@@ -563,19 +563,27 @@ final class ScenarioRun {
     /// count they show, and the growth of resident memory since the last check.
     func checkStats(_ spec: StatsSpec, fail: (String) -> StepFailure) throws {
         guard let p = forwarder, p.isRunning else { throw fail("\(spec.process) is not running") }
-        let before = fileSize(forwarderLog)
-        try p.signal(SIGUSR1)
+        // Ask (SIGUSR1) and read the statistics it logs; with `inflight:` keep
+        // asking until the count is the one expected or the deadline passes.
         var text = ""
         var inflight: Int?
-        let ok = waitUntil(timeout: spec.within) {
-            let all = (try? String(contentsOfFile: self.forwarderLog, encoding: .utf8)) ?? ""
-            let b = Array(all.utf8)
-            text = before < b.count ? String(decoding: b[before...], as: UTF8.self) : ""
-            inflight = Self.number(after: "queries in flight ", in: text)
-            return inflight != nil
-        }
+        let deadline = SimClock.monotonic() + spec.within
+        var ok = false
+        repeat {
+            let before = fileSize(forwarderLog)
+            try p.signal(SIGUSR1)
+            let logged = waitUntil(timeout: max(0.05, min(1, deadline - SimClock.monotonic()))) {
+                let all = (try? String(contentsOfFile: self.forwarderLog, encoding: .utf8)) ?? ""
+                let b = Array(all.utf8)
+                text = before < b.count ? String(decoding: b[before...], as: UTF8.self) : ""
+                inflight = Self.number(after: "queries in flight ", in: text)
+                return inflight != nil
+            }
+            ok = logged && (spec.inflight == nil || inflight == spec.inflight)
+            if !ok && logged { sleepSeconds(0.2) }
+        } while !ok && SimClock.monotonic() < deadline
         for line in text.split(separator: "\n") { recordReport("stats: \(line)") }
-        if !ok { throw fail("no 'queries in flight' statistics logged within \(spec.within)s after SIGUSR1") }
+        if inflight == nil { throw fail("no 'queries in flight' statistics logged within \(spec.within)s after SIGUSR1") }
         if let want = spec.inflight, inflight != want {
             throw fail("statistics show \(inflight ?? -1) queries in flight, expected \(want)")
         }
