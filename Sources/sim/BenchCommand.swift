@@ -77,7 +77,9 @@ struct Bench: ParsableCommand {
     func run() throws {
         try Rootless.reexecIfNeeded(arguments: CommandLine.arguments)
         let list = subjectList
-        let exe = forwarderPath ?? siblingBinary("forwarder")
+        var exe = forwarderPath ?? siblingBinary("forwarder")
+        // The subject runs in a scratch folder: a relative path would not be found there.
+        if !exe.hasPrefix("/") { exe = FileManager.default.currentDirectoryPath + "/" + exe }
         if list.contains("ours") && !FileManager.default.isExecutableFile(atPath: exe) {
             throw ValidationError("the forwarder binary is not at \(exe); build it (swift build -c release) or give --forwarder-path")
         }

@@ -14,9 +14,13 @@ public struct BenchPhase: Codable, Equatable {
     /// UDP datagrams dropped for a full receive buffer (Udp.RcvbufErrors) during the phase,
     /// per host: "client" (dnsperf), "subject", "upstream". Shows where lost queries went.
     public var udpDrops: [String: Int64]
+    /// Voluntary context switches of all the subject's threads during the phase, per
+    /// answered query: below 1 means it handled several queries per wake-up.
+    public var wakeupsPerQuery: Double?
 
     public init(name: String, offeredQPS: Int?, dnsperf: DnsperfResult, cpuSeconds: Double,
-                udpDrops: [String: Int64] = [:]) {
+                udpDrops: [String: Int64] = [:], wakeups: Int? = nil) {
+        self.wakeupsPerQuery = wakeups.flatMap { dnsperf.completed > 0 ? Double($0) / Double(dnsperf.completed) : nil }
         self.name = name
         self.udpDrops = udpDrops
         self.offeredQPS = offeredQPS
@@ -174,6 +178,7 @@ public struct BenchReport: Codable, Equatable {
         var rows: [Row] = []
         for (phase, title) in [("hit", "hit"), ("miss", "miss"), ("burst", "burst")] {
             rows.append(Row(label: "\(title) CPU µs/query", value: { $0.phase(phase)?.cpuMicrosPerQuery }, format: "%.2f"))
+            rows.append(Row(label: "\(title) wake-ups/query", value: { $0.phase(phase)?.wakeupsPerQuery }, format: "%.2f"))
             rows.append(Row(label: "\(title) answered qps", value: { s in s.phase(phase).map { $0.dnsperf.runTime > 0 ? Double($0.dnsperf.completed) / $0.dnsperf.runTime : 0 } }, format: "%.0f"))
             rows.append(Row(label: "\(title) latency avg ms", value: { $0.phase(phase).map { $0.dnsperf.avgLatency * 1000 } }, format: "%.3f"))
             rows.append(Row(label: "\(title) latency max ms", value: { $0.phase(phase).map { $0.dnsperf.maxLatency * 1000 } }, format: "%.2f"))

@@ -469,6 +469,12 @@ final class ScenarioRun {
     func checkLoad(_ outcomes: [QueryOutcome], _ e: Expectation) -> String? {
         let failed = outcomes.filter { o in
             if o.error != nil { return true }
+            if let accepted = e.rcodes {
+                guard let rc = o.rcode, accepted.contains(rc) else { return true }
+                if o.rcode == "NOERROR", let want = e.answers, Set(want) != Set(o.answers) { return true }
+                if let w = e.within, o.latency > w { return true }
+                return false
+            }
             if let r = e.rcode { return o.rcode != r }
             if o.rcode != "NOERROR" && o.rcode != "NXDOMAIN" { return true }
             if let want = e.answers, Set(want) != Set(o.answers) { return true }
@@ -601,7 +607,17 @@ final class ScenarioRun {
             }
             lastRSS = rss
         }
+        if let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(p.pid)/fd") {
+            recordReport("\(spec.process) open fds \(fds.count)")
+            if let max = spec.fdGrowthMax, let first = firstFDs, fds.count - first > max {
+                throw fail("open file descriptors grew by \(fds.count - first) since the first statistics (\(first) -> \(fds.count)), bound is \(max)")
+            }
+            if firstFDs == nil { firstFDs = fds.count }
+        }
     }
+
+    /// Open fds at the first stats step: the baseline of `fd-growth-max`.
+    var firstFDs: Int?
 
     static func number(after key: String, in text: String) -> Int? {
         guard let r = text.range(of: key, options: .backwards) else { return nil }
