@@ -599,28 +599,27 @@ final class ScenarioRun {
     /// count they show, and the growth of resident memory since the last check.
     func checkStats(_ spec: StatsSpec, fail: (String) -> StepFailure) throws {
         guard let p = forwarder, p.isRunning else { throw fail("\(spec.process) is not running") }
+        // Ask (SIGUSR1) and read the statistics it logs; with `inflight:` keep
+        // asking until the count is the one expected or the deadline passes.
         var text = ""
         var inflight: Int?
-        var ok = false
-        // With `inflight:` the count is an event to wait for, not a snapshot: on a busy
-        // machine the last queries may still be finishing, so ask again until it shows
-        // (or `within` passes).
         let deadline = SimClock.monotonic() + spec.within
+        var ok = false
         repeat {
             let before = fileSize(forwarderLog)
             try p.signal(SIGUSR1)
-            ok = waitUntil(timeout: max(0.05, deadline - SimClock.monotonic())) {
+            let logged = waitUntil(timeout: max(0.05, min(1, deadline - SimClock.monotonic()))) {
                 let all = (try? String(contentsOfFile: self.forwarderLog, encoding: .utf8)) ?? ""
                 let b = Array(all.utf8)
                 text = before < b.count ? String(decoding: b[before...], as: UTF8.self) : ""
                 inflight = Self.number(after: "queries in flight ", in: text)
                 return inflight != nil
             }
-            if !ok || spec.inflight == nil || inflight == spec.inflight { break }
-            sleepSeconds(0.2)
-        } while SimClock.monotonic() < deadline
+            ok = logged && (spec.inflight == nil || inflight == spec.inflight)
+            if !ok && logged { sleepSeconds(0.2) }
+        } while !ok && SimClock.monotonic() < deadline
         for line in text.split(separator: "\n") { recordReport("stats: \(line)") }
-        if !ok { throw fail("no 'queries in flight' statistics logged within \(spec.within)s after SIGUSR1") }
+        if inflight == nil { throw fail("no 'queries in flight' statistics logged within \(spec.within)s after SIGUSR1") }
         if let want = spec.inflight, inflight != want {
             throw fail("statistics show \(inflight ?? -1) queries in flight, expected \(want)")
         }
