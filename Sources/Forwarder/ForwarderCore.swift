@@ -608,20 +608,52 @@ public final class ForwarderCore {
 
     /// The upstream set changed (resolv-file re-read). Queries held for lack of servers start now.
     public func setServers(_ specs: [ServerSpec], now: UInt64) {
+        // Server indices held by queries in flight are remapped to the new list; a
+        // server no longer listed is never asked again (a reply already on its way is
+        // still accepted). A query left with no listed server moves to the new set.
+        let old = selector.servers.map { $0.spec.endpoint }
         selector.setServers(specs)
         config.servers = specs
-        for (pid, p) in pendings where p.active.isEmpty && p.order.isEmpty {
-            let lname = p.name.lowercased()
-            let cands = selector.candidates(forName: selector.hasDomainServers ? lname : nil)
-            guard !cands.isEmpty else { continue }
+        var index: [Endpoint: Int] = [:]
+        for (i, s) in selector.servers.enumerated() where index[s.spec.endpoint] == nil { index[s.spec.endpoint] = i }
+        let remap = old.map { index[$0] ?? -1 }
+        func map(_ i: Int) -> Int { i >= 0 && i < remap.count ? remap[i] : -1 }
+        for (aid, a) in attempts {
+            var na = a
+            na.server = map(a.server)
+            // Not waited for any more (its reply is still taken if it comes).
+            if na.server < 0 { na.timedOut = true }
+            attempts[aid] = na
+        }
+        lastSendFailureLog = [:]
+        sendFailuresNotLogged = [:]
+        var restart: [(Int, Bool)] = []
+        for (pid, p) in pendings {
             var np = p
-            np.candidates = cands
-            np.order = selector.order(cands, now: now)
-            np.deadline = max(p.deadline, now &+ config.clientDeadline / 2)
+            np.candidates = p.candidates.map(map).filter { $0 >= 0 }
+            np.order = p.order.map(map).filter { $0 >= 0 }
+            np.excluded = Set(p.excluded.map(map).filter { $0 >= 0 })
+            if np.order.isEmpty {
+                let cands = selector.candidates(forName: selector.hasDomainServers ? p.name.lowercased() : nil)
+                np.candidates = cands
+                np.order = selector.order(cands, now: now)
+                np.nextIndex = 0
+                let waiting = p.active.contains { attempts[$0].map { !$0.timedOut } ?? false }
+                if !cands.isEmpty && !waiting {
+                    let neverSent = p.attemptsMade == 0
+                    if neverSent {
+                        // Held for lack of servers: it gets a fair deadline now.
+                        np.deadline = max(p.deadline, now &+ config.clientDeadline / 2)
+                        timers.push(np.deadline, kind: .pending, id: pid)
+                    }
+                    restart.append((pid, neverSent))
+                }
+            }
             pendings[pid] = np
-            timers.push(np.deadline, kind: .pending, id: pid)
-            stats.forwarded += 1
-            startNext(pid, now: now, first: true)
+        }
+        for (pid, neverSent) in restart {
+            if neverSent { stats.forwarded += 1 }
+            startNext(pid, now: now, first: neverSent)
         }
     }
 

@@ -152,11 +152,13 @@ public struct UpstreamSelector: Sendable {
     }
 
     public mutating func noteSent(_ i: Int) {
+        guard servers.indices.contains(i) else { return }
         servers[i].queriesSent += 1
         servers[i].inFlight += 1
     }
 
     public mutating func noteDone(_ i: Int) {
+        guard servers.indices.contains(i) else { return }
         if servers[i].inFlight > 0 { servers[i].inFlight -= 1 }
     }
 
@@ -164,6 +166,7 @@ public struct UpstreamSelector: Sendable {
     /// after its attempt had timed out is counted but does not restore a down server:
     /// a server that slow is no use to clients.
     public mutating func noteSuccess(_ i: Int, rtt: Double, nxdomain: Bool, late: Bool = false) {
+        guard servers.indices.contains(i) else { return }
         var s = servers[i]
         if let srtt = s.srtt {
             let err = rtt - srtt
@@ -188,6 +191,7 @@ public struct UpstreamSelector: Sendable {
     /// at `sentAt`. A healthy server goes down; a down server's probe failing doubles
     /// its backoff; failures of attempts sent before it went down change nothing more.
     public mutating func noteFailure(_ i: Int, now: UInt64, timedOut: Bool, sentAt: UInt64 = .max) {
+        guard servers.indices.contains(i) else { return }
         var s = servers[i]
         s.failed += 1
         s.consecutiveFailures += 1
@@ -211,5 +215,5 @@ public struct UpstreamSelector: Sendable {
         servers[i] = s
     }
 
-    public mutating func noteRetried(_ i: Int) { servers[i].retried += 1 }
+    public mutating func noteRetried(_ i: Int) { if servers.indices.contains(i) { servers[i].retried += 1 } }
 }
