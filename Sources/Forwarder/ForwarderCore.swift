@@ -22,6 +22,8 @@ public final class ForwarderCore {
         public var hosts = HostsTable()
         /// The longest a client waits before it gets SERVFAIL.
         public var clientDeadline: UInt64 = 3_000_000_000
+        /// The same when every server for the name is down: SERVFAIL sooner, fewer queries held.
+        public var allDownDeadline: UInt64 = 1_500_000_000
         /// With no upstream at all, a query is held this long for one to appear.
         public var holdWithoutServers: UInt64 = 2_000_000_000
         /// Largest EDNS UDP size honoured for replies to clients.
@@ -260,7 +262,9 @@ public final class ForwarderCore {
         var p = Pending(key: key, query: query, nameEnd: q.nameEnd, questionEnd: q.questionEnd, qtype: q.qtype,
                         name: name, waiters: [waiter], candidates: cands,
                         order: selector.order(cands, now: now),
-                        deadline: now &+ (cands.isEmpty ? config.holdWithoutServers : config.clientDeadline),
+                        deadline: now &+ (cands.isEmpty ? config.holdWithoutServers
+                                          : cands.allSatisfy({ selector.servers[$0].health == .down }) ? config.allDownDeadline
+                                          : config.clientDeadline),
                         transport: client.transport, started: now)
         if cands.isEmpty {
             // Held until servers appear or the deadline passes.
@@ -340,6 +344,8 @@ public final class ForwarderCore {
         // deadline is too close for one to be useful.
         var tries = 0
         if !first && now &+ 50_000_000 >= p.deadline { tries = p.order.count }
+        // Another attempt is still within its time: wait for it rather than add one.
+        if !first && p.active.contains(where: { attempts[$0].map { !$0.timedOut } ?? false }) { tries = p.order.count }
         if p.attemptsMade >= config.maxAttemptsPerQuery { tries = p.order.count }
         let n = p.order.count
         while tries < n {
@@ -356,7 +362,7 @@ public final class ForwarderCore {
             }
             sendAttempt(&p, pid: pid, server: s, now: now)
             // A down server whose probe is due gets this query too, in parallel.
-            if first, let probe = selector.probeDue(p.candidates, except: s, now: now), !p.excluded.contains(probe) {
+            if first, let probe = selector.takeProbe(p.candidates, except: s, now: now), !p.excluded.contains(probe) {
                 sendAttempt(&p, pid: pid, server: probe, now: now)
             }
             pendings[pid] = p
@@ -411,16 +417,23 @@ public final class ForwarderCore {
         // Anti-spoofing: same address and port, same ID, a response, same question.
         guard from == a.endpoint, b.count >= 12, Wire.u16(b, 0) == a.upstreamID, b[2] & 0x80 != 0,
               p.query.withUnsafeBytes({ Wire.sameQuestion(b, $0, queryNameEnd: p.nameEnd) }) else {
-            stats.droppedSpoofed += 1
             if from == a.endpoint && !a.timedOut {
-                // From the server's own address and port but not our answer (wrong ID or
-                // question): a broken server, or a spoofer. Either way, ask the next server
-                // now, and keep listening here for the genuine reply.
+                // From the server's own address and port but not our answer: garbage, or
+                // a wrong ID or question (a broken server, or a spoofer). Either way, ask the
+                // next server now, and keep listening here for the genuine reply.
                 var t = a
                 t.timedOut = true
                 attempts[aid] = t
-                log("reply from \(a.endpoint.serverText) does not match the query, retrying")
-                failAttempt(aid, now: now, timedOut: true)
+                if Wire.scanReply(b, collectOffsets: false) == nil {
+                    stats.droppedMalformedReplies += 1
+                    log("reply from \(a.endpoint.serverText) is malformed, retrying")
+                } else {
+                    stats.droppedSpoofed += 1
+                    log("\(a.endpoint.serverText) did not answer (a reply with the wrong ID or question was dropped), retrying")
+                }
+                failAttempt(aid, now: now, timedOut: true, exclude: true)
+            } else {
+                stats.droppedSpoofed += 1
             }
             return
         }
@@ -436,7 +449,7 @@ public final class ForwarderCore {
             failAttempt(aid, now: now, timedOut: false)
             return
         }
-        selector.noteSuccess(a.server, rtt: rtt, nxdomain: info.rcode == 3)
+        selector.noteSuccess(a.server, rtt: rtt, nxdomain: info.rcode == 3, late: a.timedOut)
         if info.truncated && a.transport == .udp {
             // Ask the same server again over TCP; keep the truncated reply as a fallback.
             var np = p
@@ -496,12 +509,14 @@ public final class ForwarderCore {
         }
     }
 
-    func failAttempt(_ aid: Int, now: UInt64, timedOut: Bool) {
+    /// An attempt failed. `timedOut`: it stays open (a late reply may still win).
+    /// `exclude`: this server is not asked again for this query (always so unless timed out).
+    func failAttempt(_ aid: Int, now: UInt64, timedOut: Bool, exclude: Bool = false) {
         guard let a = attempts[aid] else { return }
-        selector.noteFailure(a.server, now: now, timedOut: timedOut)
+        selector.noteFailure(a.server, now: now, timedOut: timedOut, sentAt: a.sentAt)
         selector.noteRetried(a.server)
         if var p = pendings[a.pending] {
-            if !timedOut { p.excluded.insert(a.server) }
+            if !timedOut || exclude { p.excluded.insert(a.server) }
             pendings[a.pending] = p
         }
         if !timedOut { endAttempt(aid) }
@@ -593,26 +608,68 @@ public final class ForwarderCore {
 
     /// The upstream set changed (resolv-file re-read). Queries held for lack of servers start now.
     public func setServers(_ specs: [ServerSpec], now: UInt64) {
+        // Server indices held by queries in flight are remapped to the new list; a
+        // server no longer listed is never asked again (a reply already on its way is
+        // still accepted). A query left with no listed server moves to the new set.
+        let old = selector.servers.map { $0.spec.endpoint }
         selector.setServers(specs)
         config.servers = specs
-        for (pid, p) in pendings where p.active.isEmpty && p.order.isEmpty {
-            let lname = p.name.lowercased()
-            let cands = selector.candidates(forName: selector.hasDomainServers ? lname : nil)
-            guard !cands.isEmpty else { continue }
+        var index: [Endpoint: Int] = [:]
+        for (i, s) in selector.servers.enumerated() where index[s.spec.endpoint] == nil { index[s.spec.endpoint] = i }
+        let remap = old.map { index[$0] ?? -1 }
+        func map(_ i: Int) -> Int { i >= 0 && i < remap.count ? remap[i] : -1 }
+        for (aid, a) in attempts {
+            var na = a
+            na.server = map(a.server)
+            // Not waited for any more (its reply is still taken if it comes).
+            if na.server < 0 { na.timedOut = true }
+            attempts[aid] = na
+        }
+        lastSendFailureLog = [:]
+        sendFailuresNotLogged = [:]
+        var restart: [(Int, Bool)] = []
+        for (pid, p) in pendings {
             var np = p
-            np.candidates = cands
-            np.order = selector.order(cands, now: now)
-            np.deadline = max(p.deadline, now &+ config.clientDeadline / 2)
+            np.candidates = p.candidates.map(map).filter { $0 >= 0 }
+            np.order = p.order.map(map).filter { $0 >= 0 }
+            np.excluded = Set(p.excluded.map(map).filter { $0 >= 0 })
+            if np.order.isEmpty {
+                let cands = selector.candidates(forName: selector.hasDomainServers ? p.name.lowercased() : nil)
+                np.candidates = cands
+                np.order = selector.order(cands, now: now)
+                np.nextIndex = 0
+                let waiting = p.active.contains { attempts[$0].map { !$0.timedOut } ?? false }
+                if !cands.isEmpty && !waiting {
+                    let neverSent = p.attemptsMade == 0
+                    if neverSent {
+                        // Held for lack of servers: it gets a fair deadline now.
+                        np.deadline = max(p.deadline, now &+ config.clientDeadline / 2)
+                        timers.push(np.deadline, kind: .pending, id: pid)
+                    }
+                    restart.append((pid, neverSent))
+                }
+            }
             pendings[pid] = np
-            timers.push(np.deadline, kind: .pending, id: pid)
-            stats.forwarded += 1
-            startNext(pid, now: now, first: true)
+        }
+        for (pid, neverSent) in restart {
+            if neverSent { stats.forwarded += 1 }
+            startNext(pid, now: now, first: neverSent)
         }
     }
 
     public func setHosts(_ hosts: HostsTable) { config.hosts = hosts }
 
     public func clearCache() { cache.clear() }
+
+    /// With nothing in flight, gives back the memory of the in-flight tables (after a burst).
+    public func compactIfIdle() {
+        guard pendings.isEmpty else { return }
+        pendings = [:]
+        pendingByKey = [:]
+        attempts = [:]
+        timers.items = []
+        actions = []
+    }
 
     // MARK: logs
 

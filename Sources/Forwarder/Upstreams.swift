@@ -32,6 +32,8 @@ public struct UpstreamState: Sendable {
     public var health: Health = .unknown
     /// When a down server may be probed again (ns).
     public var probeAt: UInt64 = 0
+    /// When it last went down (ns).
+    public var downSince: UInt64 = 0
     public var backoff: UInt64 = 1_000_000_000
     // dnsmasq-style counters
     public var queriesSent = 0
@@ -63,6 +65,7 @@ public struct UpstreamSelector: Sendable {
     public var exploreEvery = 32
     var queryCounter = 0
     public var maxBackoff: UInt64 = 30_000_000_000
+    public var initialBackoff: UInt64 = 1_000_000_000
 
     public init(policy: UpstreamPolicy) { self.policy = policy }
 
@@ -104,38 +107,40 @@ public struct UpstreamSelector: Sendable {
         return name.hasSuffix("." + domain)
     }
 
-    /// Orders candidates for a new query.
+    /// Orders candidates for a new query. Servers that are down go last in every
+    /// policy (they still get the query if everything before them fails); a down
+    /// server's recovery is checked by `takeProbe`, in parallel with real traffic.
     public mutating func order(_ cands: [Int], now: UInt64) -> [Int] {
         switch policy {
-        case .strictOrder, .allServers:
+        case .allServers:
             return cands
+        case .strictOrder:
+            // List order, healthy (or unknown) servers first.
+            return cands.filter { servers[$0].health != .down } + cands.filter { servers[$0].health == .down }
         case .bestRTT:
             func rank(_ i: Int) -> (Int, Double, Int) {
                 let s = servers[i]
-                let healthRank: Int
-                switch s.health {
-                case .healthy, .unknown: healthRank = 0
-                case .suspect: healthRank = 2
-                case .down: healthRank = now >= s.probeAt ? 2 : 3
-                }
                 let est = s.srtt ?? (Double(unknownTimeout) / 1e9) / 2
-                return (healthRank, est, i)
+                return (s.health == .down ? 1 : 0, est, i)
             }
             var sorted = cands.sorted { rank($0) < rank($1) }
             queryCounter &+= 1
             if exploreEvery > 0 && queryCounter % exploreEvery == 0 && sorted.count > 1 {
                 let second = sorted[1]
-                let h = servers[second].health
-                if h == .healthy || h == .unknown { sorted.swapAt(0, 1) }
+                if servers[second].health != .down { sorted.swapAt(0, 1) }
             }
             return sorted
         }
     }
 
-    /// A down server whose probe is due, among `cands` and not `except` (sent in parallel by the core).
-    public func probeDue(_ cands: [Int], except: Int?, now: UInt64) -> Int? {
-        guard policy == .bestRTT else { return nil }
-        for i in cands where i != except && servers[i].health == .down && now >= servers[i].probeAt { return i }
+    /// A down server among `cands` (not `except`) whose probe is due: the caller sends
+    /// it this query too, in parallel. The next probe is not due before the backoff.
+    public mutating func takeProbe(_ cands: [Int], except: Int?, now: UInt64) -> Int? {
+        guard policy != .allServers else { return nil }
+        for i in cands where i != except && servers[i].health == .down && now >= servers[i].probeAt {
+            servers[i].probeAt = now &+ servers[i].backoff
+            return i
+        }
         return nil
     }
 
@@ -147,16 +152,21 @@ public struct UpstreamSelector: Sendable {
     }
 
     public mutating func noteSent(_ i: Int) {
+        guard servers.indices.contains(i) else { return }
         servers[i].queriesSent += 1
         servers[i].inFlight += 1
     }
 
     public mutating func noteDone(_ i: Int) {
+        guard servers.indices.contains(i) else { return }
         if servers[i].inFlight > 0 { servers[i].inFlight -= 1 }
     }
 
-    /// A good reply (NOERROR/NXDOMAIN) after `rtt` seconds.
-    public mutating func noteSuccess(_ i: Int, rtt: Double, nxdomain: Bool) {
+    /// A good reply (NOERROR/NXDOMAIN) after `rtt` seconds. A reply that came only
+    /// after its attempt had timed out is counted but does not restore a down server:
+    /// a server that slow is no use to clients.
+    public mutating func noteSuccess(_ i: Int, rtt: Double, nxdomain: Bool, late: Bool = false) {
+        guard servers.indices.contains(i) else { return }
         var s = servers[i]
         if let srtt = s.srtt {
             let err = rtt - srtt
@@ -168,15 +178,20 @@ public struct UpstreamSelector: Sendable {
         }
         s.latencySum += rtt
         s.latencyCount += 1
-        s.consecutiveFailures = 0
-        s.health = .healthy
-        s.backoff = 1_000_000_000
         if nxdomain { s.nxdomain += 1 }
+        if !(late && s.health == .down) {
+            s.consecutiveFailures = 0
+            s.health = .healthy
+            s.backoff = initialBackoff
+        }
         servers[i] = s
     }
 
-    /// A failure: timeout, REFUSED/SERVFAIL, garbage, or a send error.
-    public mutating func noteFailure(_ i: Int, now: UInt64, timedOut: Bool) {
+    /// A failure (timeout, REFUSED/SERVFAIL, garbage, a send error) of an attempt sent
+    /// at `sentAt`. A healthy server goes down; a down server's probe failing doubles
+    /// its backoff; failures of attempts sent before it went down change nothing more.
+    public mutating func noteFailure(_ i: Int, now: UInt64, timedOut: Bool, sentAt: UInt64 = .max) {
+        guard servers.indices.contains(i) else { return }
         var s = servers[i]
         s.failed += 1
         s.consecutiveFailures += 1
@@ -184,11 +199,15 @@ public struct UpstreamSelector: Sendable {
             // Back off the estimate so that the next attempt waits a little longer.
             s.srtt = min(srtt * 2, Double(maxTimeout) / 1e9)
         }
-        if s.consecutiveFailures >= failuresToDown {
-            if s.health == .down {
+        if s.health == .down {
+            if sentAt >= s.downSince {
                 s.backoff = min(s.backoff * 2, maxBackoff)
+                s.probeAt = now &+ s.backoff
             }
+        } else if s.consecutiveFailures >= failuresToDown {
             s.health = .down
+            s.downSince = now
+            s.backoff = initialBackoff
             s.probeAt = now &+ s.backoff
         } else {
             s.health = .suspect
@@ -196,5 +215,5 @@ public struct UpstreamSelector: Sendable {
         servers[i] = s
     }
 
-    public mutating func noteRetried(_ i: Int) { servers[i].retried += 1 }
+    public mutating func noteRetried(_ i: Int) { if servers.indices.contains(i) { servers[i].retried += 1 } }
 }

@@ -210,7 +210,7 @@ final class CoreTests: XCTestCase {
         wrongID[0] ^= 0xFF
         h.deliver(wrongID, attempt: aid, from: H.serverA)
         XCTAssertEqual(h.sends.map { $0.server }, [H.serverA, H.serverB])
-        XCTAssertTrue(h.logs.contains("reply from 10.0.0.1 does not match the query, retrying"), "\(h.logs)")
+        XCTAssertTrue(h.logs.contains("10.0.0.1 did not answer (a reply with the wrong ID or question was dropped), retrying"), "\(h.logs)")
         // Wrong question; not a response: dropped.
         let other = h.reply(to: 0, answers: []) { m in m.questions = [Question(name: try! DNSName("evil.test"), type: .a)] }
         h.deliver(other, attempt: aid, from: H.serverA)
@@ -565,5 +565,48 @@ final class MismatchFailoverTests: XCTestCase {
         _ = h.ask("www.example.test")
         h.run(forMs: 801)
         XCTAssertEqual(h.logs, ["10.0.0.1 did not answer, retrying"])
+    }
+}
+
+final class ServerSetChangeTests: XCTestCase {
+    typealias H = CoreHarness
+
+    /// The soak's crash: the list shrinks while queries wait to be retried.
+    func testShrinkingServerListWhileRetriesWait() {
+        let h = H(servers: [H.serverA, H.serverB, H.serverC]) { $0.policy = .strictOrder }
+        for i in 0..<20 { _ = h.ask("q\(i).hat.test") }
+        h.run(forMs: 500)
+        h.core.setServers([ServerSpec(endpoint: H.serverA)], now: h.now)
+        h.drain()
+        let before = h.sends.count
+        h.run(forMs: 5000)
+        // Every later attempt went to a listed server, and every query got an answer.
+        XCTAssertTrue(h.sends[before...].allSatisfy { $0.server == H.serverA }, "\(h.sends[before...].map { $0.server })")
+        XCTAssertEqual(h.replies.count, 20)
+        XCTAssertEqual(h.core.inFlight, 0)
+        XCTAssertEqual(h.core.attempts.count, 0)
+    }
+
+    func testQueryWhoseServersAllLeftMovesToTheNewSet() {
+        let h = H(servers: [H.serverA]) { $0.policy = .strictOrder }
+        _ = h.ask("www.example.test", id: 4)
+        h.run(forMs: 801)   // A timed out
+        h.core.setServers([ServerSpec(endpoint: H.serverB)], now: h.now)
+        h.drain()
+        XCTAssertEqual(h.sends.last?.server, H.serverB)
+        h.answer(h.sends.count - 1, answers: [H.a("www.example.test", "192.0.2.2")])
+        XCTAssertEqual(h.replies.first?.1.header.id, 4)
+        XCTAssertEqual(h.replies.first?.1.answers.first?.rdata, .a(IPv4Address("192.0.2.2")!))
+    }
+
+    func testLateReplyFromRemovedServerIsStillAccepted() {
+        let h = H(servers: [H.serverA, H.serverB]) { $0.policy = .strictOrder }
+        _ = h.ask("www.example.test")
+        h.core.setServers([ServerSpec(endpoint: H.serverB)], now: h.now)
+        h.drain()
+        h.answer(0, answers: [H.a("www.example.test", "192.0.2.1")])
+        XCTAssertEqual(h.replies.count, 1)
+        XCTAssertEqual(h.core.selector.servers.count, 1)
+        XCTAssertEqual(h.core.selector.servers[0].queriesSent, 0)
     }
 }
