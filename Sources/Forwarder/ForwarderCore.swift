@@ -268,7 +268,7 @@ public final class ForwarderCore {
         var p = Pending(key: key, query: query, nameEnd: q.nameEnd, questionEnd: q.questionEnd, qtype: q.qtype,
                         name: name, waiters: [waiter], candidates: cands,
                         order: selector.order(cands, now: now),
-                        deadline: now &+ (cands.isEmpty ? config.holdWithoutServers : config.clientDeadline),
+                        deadline: now &+ (cands.isEmpty ? config.holdWithoutServers : queryBudget(cands)),
                         transport: client.transport, started: now)
         if cands.isEmpty {
             // Held until servers appear or the deadline passes.
@@ -282,6 +282,16 @@ public final class ForwarderCore {
             startNext(pid, now: now, first: true)
         }
         return 0
+    }
+
+    /// How long a new query may take before the client gets SERVFAIL: `clientDeadline`, or,
+    /// when every candidate is demoted (everything known down), one base timeout per server
+    /// (each of them a chance to find one back), so that the client learns quickly.
+    func queryBudget(_ cands: [Int]) -> UInt64 {
+        guard !cands.isEmpty, !cands.contains(where: { selector.servers[$0].isHealthy }) else { return config.clientDeadline }
+        var t: UInt64 = 50_000_000
+        for i in cands { t &+= selector.timeout(for: i, probe: true) }
+        return min(t, config.clientDeadline)
     }
 
     /// Answers from --address, hosts files and local-only domains. 0 = not local.
@@ -394,7 +404,8 @@ public final class ForwarderCore {
         var bytes = p.query
         bytes[0] = UInt8(id >> 8); bytes[1] = UInt8(id & 0xff)
         let ep = selector.servers[server].spec.endpoint
-        var timeout = selector.timeout(for: server, probe: probe)
+        // A demoted server (a probe, or the last resort) waits its base timeout, not a doubled one.
+        var timeout = selector.timeout(for: server, probe: probe || !selector.servers[server].isHealthy)
         if transport == .tcp { timeout = max(timeout * 2, 1_000_000_000) }
         let deadline = min(now &+ timeout, p.deadline)
         attempts[aid] = Attempt(pending: pid, server: server, endpoint: ep, upstreamID: id, sentAt: now,

@@ -312,3 +312,37 @@ final class HealthTests: XCTestCase {
         XCTAssertTrue(lines.contains { $0.hasPrefix("server 10.0.0.2#5353:") && $0.contains("health healthy") && $0.contains("srtt 5ms") }, "\(lines)")
     }
 }
+
+final class AllDownTests: XCTestCase {
+    typealias H = CoreHarness
+
+    func testWhenEveryServerIsKnownDownTheClientGetsServfailWithinOneBaseTimeoutEach() {
+        let h = H(servers: [H.serverA, H.serverB])
+        _ = h.ask("first.test")
+        h.run(forMs: 3000)
+        XCTAssertEqual(h.replies.last?.1.rcode, .servFail)
+        XCTAssertFalse(h.core.selector.servers.contains { $0.isHealthy })
+        // Now both are known down: the next query tries each once with its base timeout.
+        let start = h.now
+        let sent = h.sends.count
+        _ = h.ask("second.test")
+        var when: UInt64 = 0
+        while h.replies.count < 2, let d = h.core.nextDeadline() {
+            h.now = d; h.core.handleTimers(now: d); h.drain(); when = h.now
+        }
+        XCTAssertEqual(h.replies.last?.1.rcode, .servFail)
+        XCTAssertLessThanOrEqual((when - start) / 1_000_000, 1050)
+        XCTAssertEqual(Set(h.sends[sent...].map { $0.server }), [H.serverA, H.serverB], "each server got its chance")
+    }
+
+    func testAKnownDownServerThatAnswersIsBackAtOnce() {
+        let h = H(servers: [H.serverA])
+        _ = h.ask("first.test")
+        h.run(forMs: 3000)
+        XCTAssertEqual(h.core.selector.servers[0].health, .demoted)
+        _ = h.ask("second.test")
+        h.answer(h.sends.count - 1, answers: [H.a("second.test", "192.0.2.1")], afterMs: 30)
+        XCTAssertEqual(h.replies.last?.1.rcode, .noError)
+        XCTAssertEqual(h.core.selector.servers[0].health, .healthy)
+    }
+}
