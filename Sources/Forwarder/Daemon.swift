@@ -51,6 +51,7 @@ public final class Daemon {
     var batch: OpaquePointer?
     var scratch = [UInt8](repeating: 0, count: 65536 + 2)
     var running = true
+    var peakInFlight = 0
     var exitSignal = "SIGTERM"
     var inotifyFD: Int32 = -1
     var watchDescriptors: [Int32] = []
@@ -325,6 +326,14 @@ public final class Daemon {
             core.handleTimers(now: fwd_monotonic_ns())
             flushActions()
             sweepTCPClients(now: fwd_monotonic_ns())
+            // After a burst (many queries in flight, now none), give memory back.
+            let inflight = core.inFlight
+            if inflight > peakInFlight { peakInFlight = inflight }
+            if inflight == 0 && peakInFlight >= 256 && upstreams.isEmpty {
+                core.compactIfIdle()
+                fwd_malloc_trim()
+                peakInFlight = 0
+            }
         }
         shutdown()
         return 0

@@ -22,6 +22,8 @@ public final class ForwarderCore {
         public var hosts = HostsTable()
         /// The longest a client waits before it gets SERVFAIL (well inside a stub's 5 s).
         public var clientDeadline: UInt64 = 2_000_000_000
+        /// The most a query may take when every server for the name is down (see `queryBudget`).
+        public var allDownDeadline: UInt64 = 1_500_000_000
         /// With no upstream at all, a query is held this long for one to appear.
         public var holdWithoutServers: UInt64 = 2_000_000_000
         /// Largest EDNS UDP size honoured for replies to clients.
@@ -124,6 +126,8 @@ public final class ForwarderCore {
     /// The latest `now` seen by `handleTimers` (for statistics only).
     var lastNow: UInt64 = 0
     var overLimitSinceLog = 0
+    var lastSendFailureLog: [Int: UInt64] = [:]
+    var sendFailuresNotLogged: [Int: Int] = [:]
 
     public init(config: Config) {
         self.config = config
@@ -291,7 +295,7 @@ public final class ForwarderCore {
         guard !cands.isEmpty, !cands.contains(where: { selector.servers[$0].isHealthy }) else { return config.clientDeadline }
         var t: UInt64 = 50_000_000
         for i in cands { t &+= selector.timeout(for: i, probe: true) }
-        return min(t, config.clientDeadline)
+        return min(t, config.clientDeadline, config.allDownDeadline)
     }
 
     /// Answers from --address, hosts files and local-only domains. 0 = not local.
@@ -362,6 +366,9 @@ public final class ForwarderCore {
         // deadline is too close for one to be useful.
         var tries = 0
         if !first && now &+ 50_000_000 >= p.deadline { tries = p.order.count }
+        // Another attempt is still within its time: wait for it rather than add one
+        // (a probe of a demoted server does not count: it must not hold up the failover).
+        if !first && p.active.contains(where: { attempts[$0].map { !$0.timedOut && !$0.probe } ?? false }) { tries = p.order.count }
         if p.attemptsMade >= config.maxAttemptsPerQuery { tries = p.order.count }
         let n = p.order.count
         while tries < n {
@@ -496,7 +503,7 @@ public final class ForwarderCore {
             return
         }
         let p = pending!
-        noteHealth(a.server, selector.noteSuccess(a.server, rtt: rtt, nxdomain: info.rcode == 3, final: !tcRetry, now: now), reason: "")
+        noteHealth(a.server, selector.noteSuccess(a.server, rtt: rtt, nxdomain: info.rcode == 3, final: !tcRetry, late: a.timedOut && !a.probe, now: now), reason: "")
         if tcRetry && a.server >= 0 {
             // Ask the same server again over TCP; keep the truncated reply as a fallback.
             var np = p
@@ -535,8 +542,26 @@ public final class ForwarderCore {
         fwd_strerror(e, &buf, 128)
         let text = String(cString: buf)
         // Always logged: this is an operational error, not query logging.
-        actions.append(.log("failed to send to \(a.endpoint.serverText): \(text)"))
+        opsLog(server: a.server, "failed to send to \(a.endpoint.serverText): \(text)", now: now)
         failAttempt(aid, now: now, timedOut: false, reason: text)
+    }
+
+    /// An upstream problem: logged even without --log-queries, but then at most once
+    /// per server every 5 s (with a count of the lines not logged). Every line with it.
+    func opsLog(server: Int, _ text: String, now: UInt64) {
+        if config.logQueries {
+            actions.append(.log(text))
+            return
+        }
+        let last = lastSendFailureLog[server] ?? 0
+        if last == 0 || now &- last >= 5_000_000_000 {
+            let skipped = sendFailuresNotLogged[server] ?? 0
+            actions.append(.log(text + (skipped > 0 ? " (and \(skipped) more not logged)" : "")))
+            lastSendFailureLog[server] = now
+            sendFailuresNotLogged[server] = 0
+        } else {
+            sendFailuresNotLogged[server, default: 0] += 1
+        }
     }
 
     /// Logs a health transition (always: it is operational, not query logging).
@@ -657,7 +682,7 @@ public final class ForwarderCore {
                 guard var a = attempts[item.id] else { continue }
                 a.timedOut = true
                 attempts[item.id] = a
-                if pendings[a.pending] != nil { log("\(a.endpoint.serverText) did not answer, retrying") }
+                if pendings[a.pending] != nil { opsLog(server: a.server, "\(a.endpoint.serverText) did not answer, retrying", now: now) }
                 // The late reply may still win: the attempt stays open until the query ends.
                 failAttempt(item.id, now: now, timedOut: true, reason: "did not answer")
             case .pending:
@@ -670,50 +695,68 @@ public final class ForwarderCore {
 
     /// The upstream set changed (resolv-file re-read). Queries held for lack of servers start now.
     public func setServers(_ specs: [ServerSpec], now: UInt64) {
-        let oldEndpoints = selector.servers.map { $0.spec.endpoint }
+        // Server indices held by queries in flight are remapped to the new list; a
+        // server no longer listed is never asked again (a reply already on its way is
+        // still accepted). A query left with no listed server moves to the new set.
+        let old = selector.servers.map { $0.spec.endpoint }
         selector.setServers(specs)
         config.servers = specs
-        // Server indices held by queries and attempts follow their server into the new list
-        // (-1: gone; its attempts finish on their own, counted nowhere).
-        var newIndex: [Endpoint: Int] = [:]
-        for (i, s) in specs.enumerated() where newIndex[s.endpoint] == nil { newIndex[s.endpoint] = i }
-        func remap(_ i: Int) -> Int {
-            guard oldEndpoints.indices.contains(i) else { return -1 }
-            return newIndex[oldEndpoints[i]] ?? -1
+        var index: [Endpoint: Int] = [:]
+        for (i, s) in selector.servers.enumerated() where index[s.spec.endpoint] == nil { index[s.spec.endpoint] = i }
+        let remap = old.map { index[$0] ?? -1 }
+        func map(_ i: Int) -> Int { i >= 0 && i < remap.count ? remap[i] : -1 }
+        for (aid, a) in attempts {
+            var na = a
+            na.server = map(a.server)
+            // Not waited for any more (its reply is still taken if it comes).
+            if na.server < 0 { na.timedOut = true }
+            attempts[aid] = na
         }
-        if oldEndpoints != specs.map({ $0.endpoint }) {
-            for (aid, a) in attempts {
-                let n = remap(a.server)
-                attempts[aid]!.server = n
-                if n >= 0 { selector.servers[n].inFlight += 1 }
-            }
-            for (pid, p) in pendings where !p.order.isEmpty {
-                var np = p
-                np.candidates = p.candidates.map(remap).filter { $0 >= 0 }
-                np.order = p.order.map(remap).filter { $0 >= 0 }
-                np.excluded = Set(p.excluded.map(remap).filter { $0 >= 0 })
-                if np.order.isEmpty { np.order = [-1] }   // nothing left to try: finishes on its attempts/deadline
-                pendings[pid] = np
-            }
-        }
-        for (pid, p) in pendings where p.active.isEmpty && p.order.isEmpty {
-            let lname = p.name.lowercased()
-            let cands = selector.candidates(forName: selector.hasDomainServers ? lname : nil)
-            guard !cands.isEmpty else { continue }
+        lastSendFailureLog = [:]
+        sendFailuresNotLogged = [:]
+        var restart: [(Int, Bool)] = []
+        for (pid, p) in pendings {
             var np = p
-            np.candidates = cands
-            np.order = selector.order(cands, now: now)
-            np.deadline = max(p.deadline, now &+ config.clientDeadline / 2)
+            np.candidates = p.candidates.map(map).filter { $0 >= 0 }
+            np.order = p.order.map(map).filter { $0 >= 0 }
+            np.excluded = Set(p.excluded.map(map).filter { $0 >= 0 })
+            if np.order.isEmpty {
+                let cands = selector.candidates(forName: selector.hasDomainServers ? p.name.lowercased() : nil)
+                np.candidates = cands
+                np.order = selector.order(cands, now: now)
+                np.nextIndex = 0
+                let waiting = p.active.contains { attempts[$0].map { !$0.timedOut } ?? false }
+                if !cands.isEmpty && !waiting {
+                    let neverSent = p.attemptsMade == 0
+                    if neverSent {
+                        // Held for lack of servers: it gets a fair deadline now.
+                        np.deadline = max(p.deadline, now &+ config.clientDeadline / 2)
+                        timers.push(np.deadline, kind: .pending, id: pid)
+                    }
+                    restart.append((pid, neverSent))
+                }
+            }
             pendings[pid] = np
-            timers.push(np.deadline, kind: .pending, id: pid)
-            stats.forwarded += 1
-            startNext(pid, now: now, first: true)
+        }
+        for (pid, neverSent) in restart {
+            if neverSent { stats.forwarded += 1 }
+            startNext(pid, now: now, first: neverSent)
         }
     }
 
     public func setHosts(_ hosts: HostsTable) { config.hosts = hosts }
 
     public func clearCache() { cache.clear() }
+
+    /// With nothing in flight, gives back the memory of the in-flight tables (after a burst).
+    public func compactIfIdle() {
+        guard pendings.isEmpty else { return }
+        pendings = [:]
+        pendingByKey = [:]
+        attempts = [:]
+        timers.items = []
+        actions = []
+    }
 
     // MARK: logs
 

@@ -110,7 +110,7 @@ public struct UpstreamSelector: Sendable {
         var old: [Endpoint: UpstreamState] = [:]
         for s in servers { old[s.spec.endpoint] = s }
         servers = specs.map { spec in
-            if var st = old[spec.endpoint] { st.spec = spec; st.inFlight = 0; return st }
+            if var st = old[spec.endpoint] { st.spec = spec; return st }
             return UpstreamState(spec: spec)
         }
     }
@@ -248,15 +248,16 @@ public struct UpstreamSelector: Sendable {
     }
 
     /// A good reply (NOERROR/NXDOMAIN, or a truncated one whose TCP retry is still to come
-    /// with `final: false`) after `rtt` seconds.
+    /// with `final: false`) after `rtt` seconds. A `late` reply (its attempt had timed out)
+    /// is counted but does not restore a demoted server: a server that slow is no use.
     @discardableResult
-    public mutating func noteSuccess(_ i: Int, rtt: Double, nxdomain: Bool, final: Bool = true, now: UInt64 = 0) -> HealthChange {
+    public mutating func noteSuccess(_ i: Int, rtt: Double, nxdomain: Bool, final: Bool = true, late: Bool = false, now: UInt64 = 0) -> HealthChange {
         guard servers.indices.contains(i) else { return .none }
         noteRTT(i, rtt: rtt)
         servers[i].latencySum += rtt
         servers[i].latencyCount += 1
         if nxdomain { servers[i].nxdomain += 1 }
-        guard final else { return .none }
+        guard final, !(late && servers[i].health != .healthy) else { return .none }
         var s = servers[i]
         s.consecutiveFailures = 0
         let was = s.health

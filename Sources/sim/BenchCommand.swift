@@ -21,6 +21,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Seconds per hit and miss phase.")
     var seconds: Double = 5
 
+    @Option(help: "Rounds of all subjects, interleaved; the table gives medians (RSS per entry: first round).")
+    var rounds: Int = 1
+
     @Option(help: "Offered rate of the cache-hit phase (queries per second).")
     var hitQps: Int = 20_000
 
@@ -62,6 +65,7 @@ struct Bench: ParsableCommand {
             throw ValidationError("--subjects: unknown subject '\(s)' (ours, dnsmasq or unbound)")
         }
         if Set(list).count != list.count { throw ValidationError("--subjects names a subject twice: \(subjects)") }
+        guard rounds >= 1, rounds <= 20 else { throw ValidationError("--rounds must be between 1 and 20, not \(rounds)") }
         guard seconds > 0, seconds <= 600 else { throw ValidationError("--seconds must be in (0, 600], not \(seconds)") }
         for (name, v, lo) in [("--hit-qps", hitQps, 1), ("--miss-qps", missQps, 1), ("--hit-names", hitNames, 1),
                               ("--burst-queries", burstQueries, 1), ("--burst-in-flight", burstInFlight, 1),
@@ -73,7 +77,9 @@ struct Bench: ParsableCommand {
     func run() throws {
         try Rootless.reexecIfNeeded(arguments: CommandLine.arguments)
         let list = subjectList
-        let exe = forwarderPath ?? siblingBinary("forwarder")
+        var exe = forwarderPath ?? siblingBinary("forwarder")
+        // The subject runs in a scratch folder: a relative path would not be found there.
+        if !exe.hasPrefix("/") { exe = FileManager.default.currentDirectoryPath + "/" + exe }
         if list.contains("ours") && !FileManager.default.isExecutableFile(atPath: exe) {
             throw ValidationError("the forwarder binary is not at \(exe); build it (swift build -c release) or give --forwarder-path")
         }
@@ -83,6 +89,7 @@ struct Bench: ParsableCommand {
         var options = BenchOptions(forwarderPath: exe)
         options.subjects = list
         options.seconds = seconds
+        options.rounds = rounds
         options.hitQPS = hitQps
         options.missQPS = missQps
         options.hitNames = hitNames

@@ -137,6 +137,19 @@ public enum ProcFigures {
         throw BenchParseError(what: "/proc/PID/status", reason: "no VmRSS line (process ended?)")
     }
 
+    /// voluntary_ctxt_switches of /proc/PID/task/TID/status: how often the thread slept
+    /// and was woken (for a server: one wake-up per batch of packets it read).
+    public static func voluntarySwitches(status text: String) throws -> Int {
+        for line in text.split(separator: "\n") where line.hasPrefix("voluntary_ctxt_switches:") {
+            let v = line.dropFirst("voluntary_ctxt_switches:".count).trimmingCharacters(in: .whitespaces)
+            guard let n = Int(v) else {
+                throw BenchParseError(what: "/proc/PID/status", reason: "voluntary_ctxt_switches value '\(v)' is not a number")
+            }
+            return n
+        }
+        throw BenchParseError(what: "/proc/PID/status", reason: "no voluntary_ctxt_switches line")
+    }
+
     public static var ticksPerSecond: Int {
         let t = sysconf(Int32(_SC_CLK_TCK))
         return t > 0 ? t : 100

@@ -14,9 +14,13 @@ public struct BenchPhase: Codable, Equatable {
     /// UDP datagrams dropped for a full receive buffer (Udp.RcvbufErrors) during the phase,
     /// per host: "client" (dnsperf), "subject", "upstream". Shows where lost queries went.
     public var udpDrops: [String: Int64]
+    /// Voluntary context switches of all the subject's threads during the phase, per
+    /// answered query: below 1 means it handled several queries per wake-up.
+    public var wakeupsPerQuery: Double?
 
     public init(name: String, offeredQPS: Int?, dnsperf: DnsperfResult, cpuSeconds: Double,
-                udpDrops: [String: Int64] = [:]) {
+                udpDrops: [String: Int64] = [:], wakeups: Int? = nil) {
+        self.wakeupsPerQuery = wakeups.flatMap { dnsperf.completed > 0 ? Double($0) / Double(dnsperf.completed) : nil }
         self.name = name
         self.udpDrops = udpDrops
         self.offeredQPS = offeredQPS
@@ -60,6 +64,32 @@ public struct BenchSubjectResult: Codable, Equatable {
     }
 
     public func phase(_ name: String) -> BenchPhase? { phases.first { $0.name == name } }
+
+    /// Several rounds of one subject as one result: per phase, the round with the median
+    /// CPU/query (the lower middle for an even count); per RSS figure, the median.
+    /// Rounds that failed are named in `error`; the result is empty only if all failed.
+    public static func median(of rounds: [BenchSubjectResult]) -> BenchSubjectResult {
+        guard var out = rounds.first else { return BenchSubjectResult(subject: "?", error: "no rounds") }
+        if rounds.count == 1 { return out }
+        func mid<T: Comparable>(_ xs: [T]) -> T? { xs.isEmpty ? nil : xs.sorted()[(xs.count - 1) / 2] }
+        var names: [String] = []
+        for r in rounds { for p in r.phases where !names.contains(p.name) { names.append(p.name) } }
+        out.phases = names.compactMap { name in
+            let ps = rounds.compactMap { $0.phase(name) }
+            let sorted = ps.sorted { ($0.cpuMicrosPerQuery ?? .infinity) < ($1.cpuMicrosPerQuery ?? .infinity) }
+            return sorted.isEmpty ? nil : sorted[(sorted.count - 1) / 2]
+        }
+        out.command = rounds.first { !$0.command.isEmpty }?.command ?? []
+        out.rssKB = mid(rounds.compactMap(\.rssKB))
+        out.rssBaselineKB = mid(rounds.compactMap(\.rssBaselineKB))
+        out.rssFreshKB = mid(rounds.compactMap(\.rssFreshKB))
+        out.rssCachedKB = mid(rounds.compactMap(\.rssCachedKB))
+        out.rssPerEntryBytes = mid(rounds.compactMap(\.rssPerEntryBytes))
+        out.entries = mid(rounds.compactMap(\.entries))
+        let errors = rounds.enumerated().compactMap { i, r in r.error.map { "round \(i + 1): \($0)" } }
+        out.error = errors.isEmpty ? nil : errors.joined(separator: "; ")
+        return out
+    }
 }
 
 /// One line of the goal from issue 8.
@@ -76,12 +106,19 @@ public struct BenchReport: Codable, Equatable {
     public var hitQPS: Int
     public var missQPS: Int
     public var burstInFlight: Int
+    /// Medians over the rounds (see BenchSubjectResult.median).
     public var subjects: [BenchSubjectResult]
+    /// Every round of every subject, in the order run (rounds > 1 only).
+    public var rounds: [[BenchSubjectResult]]
+    /// CPUs and /proc/loadavg before and after: the figures are only as quiet as the machine.
+    public var machine: String
     public var goals: [BenchGoal]
 
     public init(date: String, secondsPerPhase: Double, hitQPS: Int, missQPS: Int, burstInFlight: Int,
-                subjects: [BenchSubjectResult]) {
+                subjects: [BenchSubjectResult], rounds: [[BenchSubjectResult]] = [], machine: String = "") {
         self.date = date
+        self.rounds = rounds
+        self.machine = machine
         self.secondsPerPhase = secondsPerPhase
         self.hitQPS = hitQPS
         self.missQPS = missQPS
@@ -141,6 +178,7 @@ public struct BenchReport: Codable, Equatable {
         var rows: [Row] = []
         for (phase, title) in [("hit", "hit"), ("miss", "miss"), ("burst", "burst")] {
             rows.append(Row(label: "\(title) CPU µs/query", value: { $0.phase(phase)?.cpuMicrosPerQuery }, format: "%.2f"))
+            rows.append(Row(label: "\(title) wake-ups/query", value: { $0.phase(phase)?.wakeupsPerQuery }, format: "%.3f"))
             rows.append(Row(label: "\(title) answered qps", value: { s in s.phase(phase).map { $0.dnsperf.runTime > 0 ? Double($0.dnsperf.completed) / $0.dnsperf.runTime : 0 } }, format: "%.0f"))
             rows.append(Row(label: "\(title) latency avg ms", value: { $0.phase(phase).map { $0.dnsperf.avgLatency * 1000 } }, format: "%.3f"))
             rows.append(Row(label: "\(title) latency max ms", value: { $0.phase(phase).map { $0.dnsperf.maxLatency * 1000 } }, format: "%.2f"))
@@ -201,6 +239,8 @@ public struct BenchReport: Codable, Equatable {
             out += cells.joined(separator: "  ") + "\n"
             if n == 0 { out += widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ") + "\n" }
         }
+        if rounds.count > 1 { out += "(median of \(rounds.count) rounds, CPU/query picks the round per phase)\n" }
+        if !machine.isEmpty { out += "machine: \(machine)\n" }
         for s in subjects where s.error != nil { out += "\(s.subject): \(s.error!)\n" }
         return out
     }

@@ -9,6 +9,9 @@ public struct BenchOptions {
     public var subjects: [String] = ["ours", "dnsmasq", "unbound"]
     /// Length of the hit and miss phases.
     public var seconds: Double = 5
+    /// Rounds of all subjects, interleaved (ours, dnsmasq, unbound, ours, ...); the report
+    /// gives medians. RSS per entry is measured in the first round only.
+    public var rounds: Int = 1
     public var hitQPS: Int = 20_000
     public var missQPS: Int = 5_000
     /// Names under example.test in the hit phase (warmed once).
@@ -42,6 +45,11 @@ public final class BenchRunner {
     static let subjectUpAddr = "10.53.1.1"
     static let upstreamAddr = "10.53.1.2"
 
+    /// In-flight cap of the paced phases. dnsperf sends this many at once when it starts:
+    /// more would overflow a default 208 KB socket buffer (dnsmasq drops ~300 of 500) and
+    /// pass dnsmasq's 150 forwards in flight (REFUSED on misses), which is the burst's job.
+    static let pacedInFlight = "150"
+
     var net: Network?
     var client: SimHost!
     var fwd: SimHost!
@@ -69,14 +77,22 @@ public final class BenchRunner {
         try buildTopology()
         try startUpstream()
         try writeNameFiles()
-        var results: [BenchSubjectResult] = []
-        for s in options.subjects {
-            options.log("== \(s)")
-            results.append(measure(subject: s))
+        let loadBefore = BenchRunner.loadAverage()
+        var rounds: [[BenchSubjectResult]] = []
+        for round in 1...max(1, options.rounds) {
+            var results: [BenchSubjectResult] = []
+            for s in options.subjects {
+                options.log(options.rounds > 1 ? "== \(s) (round \(round) of \(options.rounds))" : "== \(s)")
+                results.append(measure(subject: s, entries: round == 1))
+            }
+            rounds.append(results)
         }
+        let medians = options.subjects.indices.map { i in BenchSubjectResult.median(of: rounds.map { $0[i] }) }
+        let machine = "\(sysconf(Int32(_SC_NPROCESSORS_ONLN))) CPUs, load average \(loadBefore) before, \(BenchRunner.loadAverage()) after"
         let stamp = ISO8601DateFormatter().string(from: Date())
         return BenchReport(date: stamp, secondsPerPhase: options.seconds, hitQPS: options.hitQPS,
-                           missQPS: options.missQPS, burstInFlight: options.burstInFlight, subjects: results)
+                           missQPS: options.missQPS, burstInFlight: options.burstInFlight, subjects: medians,
+                           rounds: rounds.count > 1 ? rounds : [], machine: machine)
     }
 
     // MARK: set-up
@@ -86,9 +102,21 @@ public final class BenchRunner {
             dir = d
             try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
         } else {
-            var template = Array("/tmp/sim-bench-XXXXXX".utf8CString)
+            BenchRunner.removeStaleDirs()
+            var template = Array("/tmp/sim-bench-\(getpid())-XXXXXX".utf8CString)
             guard let p = mkdtemp(&template) else { throw Failure("mkdtemp: \(String(cString: strerror(errno)))") }
             dir = String(cString: p)
+        }
+    }
+
+    /// An interrupted run exits at once and leaves its scratch folder: remove those
+    /// of runs whose process is gone (/tmp/sim-bench-<pid>-*).
+    static func removeStaleDirs() {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/tmp") else { return }
+        for n in names where n.hasPrefix("sim-bench-") {
+            let parts = n.split(separator: "-")
+            guard parts.count == 4, let pid = Int32(parts[2]), pid > 0 else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { try? FileManager.default.removeItem(atPath: "/tmp/" + n) }
         }
     }
 
@@ -239,7 +267,13 @@ public final class BenchRunner {
         return p
     }
 
-    func measure(subject: String) -> BenchSubjectResult {
+    /// The first three fields of /proc/loadavg.
+    static func loadAverage() -> String {
+        guard let s = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8) else { return "?" }
+        return s.split(separator: " ").prefix(3).joined(separator: " ")
+    }
+
+    func measure(subject: String, entries: Bool) -> BenchSubjectResult {
         var result = BenchSubjectResult(subject: subject)
         let log = path("\(subject).log")
         do {
@@ -253,17 +287,17 @@ public final class BenchRunner {
             options.log("  warmed \(warm.completed)/\(warm.sent) hit names")
             result.phases.append(try phase("hit", subject: subject, process: p, offered: options.hitQPS,
                                            args: ["-d", path("hits.txt"), "-l", fmt(options.seconds),
-                                                  "-Q", "\(options.hitQPS)", "-q", "500"]))
+                                                  "-Q", "\(options.hitQPS)", "-q", BenchRunner.pacedInFlight]))
             result.phases.append(try phase("miss", subject: subject, process: p, offered: options.missQPS,
                                            args: ["-d", path("miss.txt"), "-n", "1", "-l", fmt(options.seconds),
-                                                  "-Q", "\(options.missQPS)", "-q", "500"]))
+                                                  "-Q", "\(options.missQPS)", "-q", BenchRunner.pacedInFlight]))
             result.phases.append(try phase("burst", subject: subject, process: p, offered: nil,
                                            args: ["-d", path("burst.txt"), "-n", "1", "-q", "\(options.burstInFlight)",
                                                   "-t", "3"]))
             result.rssKB = try rss(p)
             guard p.isRunning else { throw Failure("\(subject) exited during the runs: \(tail(log))") }
             _ = p.terminate(grace: 2)
-            if options.entries > 0 {
+            if options.entries > 0 && entries {
                 try measureEntries(subject: subject, argv: argv, into: &result)
             }
         } catch {
@@ -307,17 +341,21 @@ public final class BenchRunner {
     func phase(_ name: String, subject: String, process p: ChildProcess, offered: Int?, args: [String]) throws -> BenchPhase {
         let hosts: [(String, SimHost)] = [("client", client), ("subject", fwd), ("upstream", up)]
         let dropsBefore = hosts.map { (try? $0.1.netStats())?["Udp.RcvbufErrors"] }
+        let wakeBefore = wakeups(p)
         let before = try cpuTicks(p)
         let r = try dnsperf(args, limit: options.seconds + 60)
         let after = try cpuTicks(p)
+        let wakeAfter = wakeups(p)
         var drops: [String: Int64] = [:]
         for (i, (name, host)) in hosts.enumerated() {
             if let b = dropsBefore[i], let a = (try? host.netStats())?["Udp.RcvbufErrors"] { drops[name] = a - b }
         }
         let ph = BenchPhase(name: name, offeredQPS: offered, dnsperf: r,
-                            cpuSeconds: Double(after - before) / Double(ProcFigures.ticksPerSecond), udpDrops: drops)
-        options.log(String(format: "  %@: %d/%d answered, %.0f qps, %@ µs CPU/query, avg %.3f ms, max %.2f ms, rcodes %@, lost %d",
+                            cpuSeconds: Double(after - before) / Double(ProcFigures.ticksPerSecond), udpDrops: drops,
+                            wakeups: wakeBefore.flatMap { b in wakeAfter.map { $0 - b } })
+        options.log(String(format: "  %@: %d/%d answered, %.0f qps, %@ µs CPU/query, %@ wake-ups/query, avg %.3f ms, max %.2f ms, rcodes %@, lost %d",
                            name, r.completed, r.sent, r.qps, ph.cpuMicrosPerQuery.map { String(format: "%.2f", $0) } ?? "-",
+                           ph.wakeupsPerQuery.map { String(format: "%.2f", $0) } ?? "-",
                            r.avgLatency * 1000, r.maxLatency * 1000,
                            r.rcodes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "), r.lost)
                     + "; UDP drops " + drops.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
@@ -345,6 +383,18 @@ public final class BenchRunner {
             throw Failure("cannot read /proc/\(p.pid)/stat: \(p) has ended")
         }
         return try ProcFigures.cpuTicks(stat: text)
+    }
+
+    /// Voluntary context switches summed over the process's threads; nil if unreadable.
+    func wakeups(_ p: ChildProcess) -> Int? {
+        guard let tids = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(p.pid)/task") else { return nil }
+        var sum = 0
+        for t in tids {
+            guard let text = try? String(contentsOfFile: "/proc/\(p.pid)/task/\(t)/status", encoding: .utf8),
+                  let n = try? ProcFigures.voluntarySwitches(status: text) else { continue }
+            sum += n
+        }
+        return sum
     }
 
     func rss(_ p: ChildProcess) throws -> Int {

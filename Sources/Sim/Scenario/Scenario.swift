@@ -264,6 +264,9 @@ public struct StatsSpec {
     public var inflight: Int?
     /// Resident memory may grow at most this many bytes since the previous stats step.
     public var rssGrowthMax: Int64?
+    /// Open file descriptors may grow at most by this many since the first stats step
+    /// (the baseline: take it quiet; fds follow the queries in flight, so compare quiet points).
+    public var fdGrowthMax: Int?
     /// Counters in the statistics text ("replies spoofed or mismatched") and their least value.
     public var atLeast: [(String, Int)]
 }
@@ -296,6 +299,9 @@ public struct Expectation {
     public var maxFailed: Int?
     /// For loads that show a declared failure: at least this many must fail.
     public var minFailed: Int?
+    /// For loads: a reply with any of these rcodes is a success (the soak: answered
+    /// or SERVFAILed within bound); `answer` then applies to NOERROR replies only.
+    public var rcodes: [String]?
     public var outputContains: [String]?
     public var outputLacks: [String]?
     public var exitStatus: Int?

@@ -42,6 +42,13 @@ public enum ScenarioParser {
             for (hname, hnode) in try h.pairs() { hosts.append(try parseHost(hname, hnode)) }
         }
         let hostNames = Set(hosts.map(\.name))
+        // A link id names the two ends of one veth pair: exactly two interfaces.
+        var ends: [String: [HostSpec]] = [:]
+        for h in hosts { for (_, link) in h.links { ends[link, default: []].append(h) } }
+        for (link, hs) in ends.sorted(by: { $0.key < $1.key }) where hs.count != 2 {
+            throw ScenarioError(file: file, line: hs.last!.line,
+                                reason: "hosts.\(hs.last!.name): link '\(link)' has \(hs.count) end(s); a link joins exactly two interfaces (use a bridge for more)")
+        }
         func checkHost(_ n: YNode) throws -> String {
             let s = try n.string()
             guard hostNames.contains(s) else {
@@ -547,9 +554,10 @@ public enum ScenarioParser {
             if let m = s.optional("at-least") {
                 for (k, v) in try m.pairs() { atLeast.append((k, try v.int())) }
             }
-            let spec = StatsSpec(process: pn, within: try s.optional("within")?.duration() ?? 3,
+            var spec = StatsSpec(process: pn, within: try s.optional("within")?.duration() ?? 3,
                                  inflight: try s.optional("inflight")?.int(), rssGrowthMax: growth, atLeast: atLeast)
-            try s.finish(allowed: ["process", "within", "inflight", "rss-growth-max", "at-least"])
+            if let g = s.optional("fd-growth-max") { spec.fdGrowthMax = try g.int() }
+            try s.finish(allowed: ["process", "within", "inflight", "rss-growth-max", "at-least", "fd-growth-max"])
             label = "statistics of \(pn)"
             action = .stats(spec)
         case "stub-saw":
@@ -642,6 +650,13 @@ public enum ScenarioParser {
             guard rcodes.contains(s) else { throw r.error("rcode is one of \(rcodes.joined(separator: ", "))") }
             e.rcode = s
         }
+        if let rs = f.optional("rcodes") {
+            let list = try rs.strings().map { $0.uppercased() }
+            guard !list.isEmpty, list.allSatisfy({ rcodes.contains($0) }) else {
+                throw rs.error("rcodes is a list of \(rcodes.joined(separator: ", "))")
+            }
+            e.rcodes = list
+        }
         if let t = f.optional("timeout") { e.timeout = try t.bool() }
         if let er = f.optional("error") {
             let s = try er.string()
@@ -664,7 +679,7 @@ public enum ScenarioParser {
         if let x = f.optional("exit") { e.exitStatus = try x.int() }
         if let s = f.optional("symptom") { e.symptom = try s.string() }
         try f.finish(allowed: ["answer", "rcode", "timeout", "error", "reply-source", "within", "after", "truncated",
-                               "max-failed", "min-failed", "output", "output-lacks", "exit", "symptom"])
+                               "max-failed", "min-failed", "output", "output-lacks", "exit", "symptom", "rcodes"])
         return e
     }
 

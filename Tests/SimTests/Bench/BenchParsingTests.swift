@@ -90,6 +90,20 @@ final class BenchParsingTests: XCTestCase {
         }
     }
 
+    func testVoluntarySwitches() throws {
+        let status = "Name:\tforwarder\nvoluntary_ctxt_switches:\t30844\nnonvoluntary_ctxt_switches:\t12\n"
+        XCTAssertEqual(try ProcFigures.voluntarySwitches(status: status), 30844)
+        XCTAssertThrowsError(try ProcFigures.voluntarySwitches(status: "Name:\tx\n"))
+        XCTAssertThrowsError(try ProcFigures.voluntarySwitches(status: "voluntary_ctxt_switches:\tlots\n"))
+    }
+
+    func testWakeupsPerQuery() {
+        let r = DnsperfResult(sent: 1000, completed: 800, lost: 200, rcodes: ["NOERROR": 800], runTime: 1, qps: 800,
+                              avgLatency: 0, minLatency: 0, maxLatency: 0)
+        XCTAssertEqual(BenchPhase(name: "hit", offeredQPS: nil, dnsperf: r, cpuSeconds: 0, wakeups: 200).wakeupsPerQuery!, 0.25, accuracy: 1e-12)
+        XCTAssertNil(BenchPhase(name: "hit", offeredQPS: nil, dnsperf: r, cpuSeconds: 0).wakeupsPerQuery)
+    }
+
     func testProcFiguresOfThisProcess() throws {
         let stat = try String(contentsOfFile: "/proc/self/stat", encoding: .utf8)
         XCTAssertGreaterThanOrEqual(try ProcFigures.cpuTicks(stat: stat), 0)

@@ -79,3 +79,37 @@ final class BenchReportTests: XCTestCase {
         XCTAssertTrue(goals.contains { ($0["status"] as? String) == "n/a" })
     }
 }
+
+final class BenchMedianTests: XCTestCase {
+    func phase(_ name: String, cpu: Double, completed: Int = 1000) -> BenchPhase {
+        BenchPhase(name: name, offeredQPS: nil,
+                   dnsperf: DnsperfResult(sent: completed, completed: completed, lost: 0, rcodes: ["NOERROR": completed],
+                                          runTime: 1, qps: Double(completed), avgLatency: 0, minLatency: 0, maxLatency: 0),
+                   cpuSeconds: cpu)
+    }
+
+    func testMedianPicksMiddleRoundPerPhase() {
+        let rounds = [
+            BenchSubjectResult(subject: "ours", phases: [phase("hit", cpu: 0.030), phase("miss", cpu: 0.1)], rssKB: 300,
+                               rssPerEntryBytes: 200),
+            BenchSubjectResult(subject: "ours", phases: [phase("hit", cpu: 0.010), phase("miss", cpu: 0.3)], rssKB: 100),
+            BenchSubjectResult(subject: "ours", phases: [phase("hit", cpu: 0.020), phase("miss", cpu: 0.2)], rssKB: 200),
+        ]
+        let m = BenchSubjectResult.median(of: rounds)
+        XCTAssertEqual(m.phase("hit")!.cpuMicrosPerQuery!, 20, accuracy: 1e-9)
+        XCTAssertEqual(m.phase("miss")!.cpuMicrosPerQuery!, 200, accuracy: 1e-9)
+        XCTAssertEqual(m.rssKB, 200)
+        XCTAssertEqual(m.rssPerEntryBytes, 200)
+        XCTAssertNil(m.error)
+    }
+
+    func testMedianNamesFailedRounds() {
+        let rounds = [
+            BenchSubjectResult(subject: "dnsmasq", phases: [phase("hit", cpu: 0.02)]),
+            BenchSubjectResult(subject: "dnsmasq", error: "dnsmasq exited at start"),
+        ]
+        let m = BenchSubjectResult.median(of: rounds)
+        XCTAssertEqual(m.phase("hit")!.cpuMicrosPerQuery!, 20, accuracy: 1e-9)
+        XCTAssertEqual(m.error, "round 2: dnsmasq exited at start")
+    }
+}
