@@ -290,12 +290,17 @@ public final class ForwarderCore {
 
     /// How long a new query may take before the client gets SERVFAIL: `clientDeadline`, or,
     /// when every candidate is demoted (everything known down), one base timeout per server
-    /// (each of them a chance to find one back), so that the client learns quickly.
+    /// (each of them a chance to find one back) and at least two attempts' worth (a lone
+    /// server gets one retransmission, as a stub would send), so that the client learns quickly.
     func queryBudget(_ cands: [Int]) -> UInt64 {
         guard !cands.isEmpty, !cands.contains(where: { selector.servers[$0].isHealthy }) else { return config.clientDeadline }
-        var t: UInt64 = 50_000_000
-        for i in cands { t &+= selector.timeout(for: i, probe: true) }
-        return min(t, config.clientDeadline, config.allDownDeadline)
+        var sum: UInt64 = 0, longest: UInt64 = 0
+        for i in cands {
+            let t = selector.timeout(for: i, probe: true)
+            sum &+= t
+            longest = max(longest, t)
+        }
+        return min(max(sum, 2 * longest) &+ 50_000_000, config.clientDeadline, config.allDownDeadline)
     }
 
     /// Answers from --address, hosts files and local-only domains. 0 = not local.

@@ -335,6 +335,22 @@ final class AllDownTests: XCTestCase {
         XCTAssertEqual(Set(h.sends[sent...].map { $0.server }), [H.serverA, H.serverB], "each server got its chance")
     }
 
+    func testALoneKnownDownServerGetsOneRetransmissionThenServfail() {
+        let h = H(servers: [H.serverA])
+        _ = h.ask("first.test")
+        h.run(forMs: 3000)
+        XCTAssertEqual(h.core.selector.servers[0].health, .demoted)
+        let start = h.now, sent = h.sends.count
+        _ = h.ask("second.test")
+        var when: UInt64 = 0
+        while h.replies.count < 2, let d = h.core.nextDeadline() {
+            h.now = d; h.core.handleTimers(now: d); h.drain(); when = h.now
+        }
+        XCTAssertEqual(h.replies.last?.1.rcode, .servFail)
+        XCTAssertEqual(h.sends.count - sent, 2)
+        XCTAssertLessThanOrEqual((when - start) / 1_000_000, 1050)
+    }
+
     func testAKnownDownServerThatAnswersIsBackAtOnce() {
         let h = H(servers: [H.serverA])
         _ = h.ask("first.test")
