@@ -228,6 +228,18 @@ public final class ForwarderCore {
                     if n > maxSize { n = Wire.truncateInPlace(out, questionEnd: q.questionEnd) }
                     return n
                 }
+                if client.transport == .udp {
+                    // Cached whole (from TCP) but larger than any UDP reply: TC, so the client uses TCP.
+                    let t = LocalReply.write(query: b, questionEnd: q.questionEnd, rcode: 0, qtype: q.qtype, ttl: 0,
+                                             answers: [], aa: false, into: out)
+                    if t > 0 {
+                        out[2] |= 0x02
+                        cache.hits += 1
+                        stats.cacheAnswers += 1
+                        log("cached \(Wire.nameText(b, 12) ?? "?") is truncated")
+                        return t
+                    }
+                }
             }
             cache.misses += 1
         }

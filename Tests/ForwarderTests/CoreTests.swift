@@ -615,3 +615,22 @@ final class ServerSetChangeTests: XCTestCase {
         XCTAssertEqual(h.core.selector.servers[0].queriesSent, 0)
     }
 }
+
+final class HugeCachedAnswerTests: XCTestCase {
+    func testAnswerTooBigForAnyUDPReplyIsServedTruncatedFromCache() throws {
+        let h = CoreHarness()
+        h.out = [UInt8](repeating: 0, count: 4096)   // the shell's UDP reply slot
+        let records = (0..<30).map { i in
+            ResourceRecord(name: try! DNSName("huge.test"), ttl: 300, rdata: .txt([[UInt8](repeating: UInt8(65 + i % 26), count: 250)]))
+        }
+        _ = h.ask("huge.test", .txt, from: CoreHarness.client(transport: .tcp))
+        h.answer(0, answers: records)
+        XCTAssertGreaterThan(h.replies[0].2.count, 4096)
+        // Over UDP: TC straight from the cache, not forwarded again.
+        let udp = try XCTUnwrap(h.ask("huge.test", .txt))
+        XCTAssertTrue(udp.header.truncated)
+        XCTAssertEqual(udp.header.id, 0x1234)
+        XCTAssertEqual(h.sends.count, 1)
+        XCTAssertTrue(h.logs.contains("cached huge.test is truncated"))
+    }
+}
