@@ -420,3 +420,18 @@ int fwd_readlink(const char *path, char *buf, int cap) {
     buf[n] = 0;
     return (int)n;
 }
+
+#include <sys/resource.h>
+
+long fwd_raise_nofile(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return -errno;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t want = rl.rlim_max;
+        if (want == RLIM_INFINITY || want > 1048576) want = 1048576;
+        rl.rlim_cur = want;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return (long)rl.rlim_cur;
+}

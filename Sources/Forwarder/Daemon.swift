@@ -73,6 +73,7 @@ public final class Daemon {
         cfg.addressRules = options.addressRules
         cfg.localDomains = options.localDomains
         cfg.seed = fwd_random_u64()
+        cfg.holdWithoutServers = UInt64(options.holdQueriesMs) * 1_000_000
         self.pid = getpid()
         self.core = ForwarderCore(config: cfg)
     }
@@ -237,6 +238,8 @@ public final class Daemon {
     func token(_ k: Kind, _ id: Int) -> UInt64 { k.rawValue << 56 | UInt64(id) }
 
     public func start() throws {
+        // One socket per upstream attempt: make room for many in flight.
+        _ = fwd_raise_nofile()
         epfd = fwd_epoll_create()
         guard epfd >= 0 else { throw StartError(description: "epoll_create: \(Daemon.errnoText(-epfd))") }
         sigfd = fwd_signalfd()

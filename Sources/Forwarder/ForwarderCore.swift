@@ -27,6 +27,8 @@ public final class ForwarderCore {
         /// Largest EDNS UDP size honoured for replies to clients.
         public var maxUDPReply = 4096
         public var maxWaitersPerQuery = 256
+        /// Upstream attempts per client query, all servers and retransmissions together.
+        public var maxAttemptsPerQuery = 8
         public var seed: UInt64 = 0x9E3779B97F4A7C15
         public init() {}
     }
@@ -82,6 +84,7 @@ public final class ForwarderCore {
         var started: UInt64
         /// A TC reply kept while the question is retried over TCP.
         var truncatedReply: [UInt8]? = nil
+        var attemptsMade = 0
     }
 
     struct Attempt {
@@ -110,6 +113,8 @@ public final class ForwarderCore {
     var nextAttemptID = 1
     var rng: UInt64
     var lastOverLimitLog: UInt64 = 0
+    var lastSendFailureLog: [Int: UInt64] = [:]
+    var sendFailuresNotLogged: [Int: Int] = [:]
     var overLimitSinceLog = 0
 
     public init(config: Config) {
@@ -331,8 +336,11 @@ public final class ForwarderCore {
             return
         }
         // Next server not excluded and not already active; wrap around for another round
-        // (only servers that timed out remain eligible).
+        // (only servers that timed out remain eligible). No new attempt when the client's
+        // deadline is too close for one to be useful.
         var tries = 0
+        if !first && now &+ 50_000_000 >= p.deadline { tries = p.order.count }
+        if p.attemptsMade >= config.maxAttemptsPerQuery { tries = p.order.count }
         let n = p.order.count
         while tries < n {
             let s = p.order[p.nextIndex % n]
@@ -340,6 +348,12 @@ public final class ForwarderCore {
             tries += 1
             if p.excluded.contains(s) { continue }
             if p.active.contains(where: { attempts[$0]?.server == s && attempts[$0]?.timedOut == false }) { continue }
+            // A retransmission to the same server supersedes its timed-out attempt (bounds sockets).
+            let stale = p.active.filter { attempts[$0]?.server == s }
+            for aid in stale {
+                p.active.removeAll { $0 == aid }
+                endAttempt(aid, updatePending: false)
+            }
             sendAttempt(&p, pid: pid, server: s, now: now)
             // A down server whose probe is due gets this query too, in parallel.
             if first, let probe = selector.probeDue(p.candidates, except: s, now: now), !p.excluded.contains(probe) {
@@ -368,17 +382,18 @@ public final class ForwarderCore {
         attempts[aid] = Attempt(pending: pid, server: server, endpoint: ep, upstreamID: id, sentAt: now,
                                 deadline: deadline, transport: transport)
         p.active.append(aid)
+        p.attemptsMade += 1
         selector.noteSent(server)
         timers.push(deadline, kind: .attempt, id: aid)
         log("forwarded \(p.name) to \(ep.serverText)")
         actions.append(.send(attempt: aid, server: ep, transport: transport, bytes: bytes))
     }
 
-    func endAttempt(_ aid: Int) {
+    func endAttempt(_ aid: Int, updatePending: Bool = true) {
         guard let a = attempts.removeValue(forKey: aid) else { return }
         releaseID(a.upstreamID)
         selector.noteDone(a.server)
-        if var p = pendings[a.pending] {
+        if updatePending, var p = pendings[a.pending] {
             p.active.removeAll { $0 == aid }
             pendings[a.pending] = p
         }
@@ -397,6 +412,16 @@ public final class ForwarderCore {
         guard from == a.endpoint, b.count >= 12, Wire.u16(b, 0) == a.upstreamID, b[2] & 0x80 != 0,
               p.query.withUnsafeBytes({ Wire.sameQuestion(b, $0, queryNameEnd: p.nameEnd) }) else {
             stats.droppedSpoofed += 1
+            if from == a.endpoint && !a.timedOut {
+                // From the server's own address and port but not our answer (wrong ID or
+                // question): a broken server, or a spoofer. Either way, ask the next server
+                // now, and keep listening here for the genuine reply.
+                var t = a
+                t.timedOut = true
+                attempts[aid] = t
+                log("reply from \(a.endpoint.serverText) does not match the query, retrying")
+                failAttempt(aid, now: now, timedOut: true)
+            }
             return
         }
         guard let info = Wire.scanReply(b, collectOffsets: cache.capacity > 0) else {
@@ -449,9 +474,26 @@ public final class ForwarderCore {
         var buf = [CChar](repeating: 0, count: 128)
         fwd_strerror(e, &buf, 128)
         let text = String(cString: buf)
-        // Always logged: this is an operational error, not query logging.
-        actions.append(.log("failed to send to \(a.endpoint.serverText): \(text)"))
+        opsLog(server: a.server, "failed to send to \(a.endpoint.serverText): \(text)", now: now)
         failAttempt(aid, now: now, timedOut: false)
+    }
+
+    /// An upstream problem: logged even without --log-queries, but then at most once
+    /// per server every 5 s (with a count of the lines not logged). Every line with it.
+    func opsLog(server: Int, _ text: String, now: UInt64) {
+        if config.logQueries {
+            actions.append(.log(text))
+            return
+        }
+        let last = lastSendFailureLog[server] ?? 0
+        if last == 0 || now &- last >= 5_000_000_000 {
+            let skipped = sendFailuresNotLogged[server] ?? 0
+            actions.append(.log(text + (skipped > 0 ? " (and \(skipped) more not logged)" : "")))
+            lastSendFailureLog[server] = now
+            sendFailuresNotLogged[server] = 0
+        } else {
+            sendFailuresNotLogged[server, default: 0] += 1
+        }
     }
 
     func failAttempt(_ aid: Int, now: UInt64, timedOut: Bool) {
@@ -538,7 +580,7 @@ public final class ForwarderCore {
                 guard var a = attempts[item.id] else { continue }
                 a.timedOut = true
                 attempts[item.id] = a
-                log("\(a.endpoint.serverText) did not answer, retrying")
+                opsLog(server: a.server, "\(a.endpoint.serverText) did not answer, retrying", now: now)
                 // The late reply may still win: the attempt stays open until the query ends.
                 failAttempt(item.id, now: now, timedOut: true)
             case .pending:

@@ -27,6 +27,8 @@ public struct Options: Equatable {
     public var pidFile: String? = nil
     public var confFiles: [String] = []
     public var dnsForwardMax = 4096
+    /// With no upstream known, how long a query waits for one (ms).
+    public var holdQueriesMs = 2000
     public var help = false
     public var version = false
 
@@ -58,6 +60,7 @@ public struct Options: Equatable {
         ("keep-in-foreground", "k", nil, "Accepted; the forwarder always runs in the foreground."),
         ("no-daemon", "d", nil, "Accepted; the forwarder always runs in the foreground and logs to stderr."),
         ("dns-forward-max", "0", "N", "At most N queries in flight upstream (default 4096); past it clients get SERVFAIL, never REFUSED."),
+        ("hold-queries", nil, "MS", "With no upstream known yet (resolv-file missing or empty), hold queries up to MS ms (default 2000), then SERVFAIL."),
         ("help", "w", nil, "Show this help."),
         ("version", "v", nil, "Show the version."),
     ]
@@ -140,7 +143,9 @@ public struct Options: Equatable {
             return n
         }
         switch name {
-        case "port": port = UInt16(try int(0, 65535))
+        case "port":
+            port = UInt16(try int(0, 65535))
+            if port == 0 { throw OptionError("\(loc): port 0 (DNS disabled) is not implemented") }
         case "listen-address":
             guard let ep = Endpoint(address: v, port: 0) else { throw OptionError("\(loc): '\(v)' is not an IP address") }
             listenAddresses.append(ep)
@@ -161,6 +166,7 @@ public struct Options: Equatable {
         case "pid-file": pidFile = v
         case "keep-in-foreground", "no-daemon": break
         case "dns-forward-max": dnsForwardMax = try int(1, 1_000_000)
+        case "hold-queries": holdQueriesMs = try int(0, 60_000)
         case "help": help = true
         case "version": version = true
         case "conf-file":

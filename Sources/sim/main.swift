@@ -14,7 +14,7 @@ struct SimCommand: ParsableCommand {
         exits, however it exits), runs the steps, and prints a table and `N passed, N failed`.
         Run as root, or as a user: sim then re-executes itself in a new user namespace.
         """,
-        subcommands: [Run.self, List.self, Clean.self])
+        subcommands: [Run.self, List.self, Clean.self, Bench.self])
 }
 
 struct Run: ParsableCommand {

@@ -197,32 +197,36 @@ final class CoreTests: XCTestCase {
     }
 
     func testSpoofedRepliesAreDroppedAndCounted() {
-        let h = H()
+        let h = H(servers: [H.serverA, H.serverB]) { $0.policy = .strictOrder }
         _ = h.ask("www.example.test")
         let good = h.reply(to: 0, answers: [H.a("www.example.test", "192.0.2.1")])
         let aid = h.sends[0].attempt
-        // Wrong ID
+        // Wrong source port, wrong source address: dropped, no failover.
+        h.deliver(good, attempt: aid, from: Endpoint(v4: 10, 0, 0, 1, port: 54))
+        h.deliver(good, attempt: aid, from: H.serverC)
+        XCTAssertEqual(h.sends.count, 1)
+        // Wrong ID from the server's address: dropped, and the next server is asked at once.
         var wrongID = good
         wrongID[0] ^= 0xFF
         h.deliver(wrongID, attempt: aid, from: H.serverA)
-        // Wrong source port and address
-        h.deliver(good, attempt: aid, from: Endpoint(v4: 10, 0, 0, 1, port: 54))
-        h.deliver(good, attempt: aid, from: H.serverC)
-        // Wrong question
+        XCTAssertEqual(h.sends.map { $0.server }, [H.serverA, H.serverB])
+        XCTAssertTrue(h.logs.contains("reply from 10.0.0.1 does not match the query, retrying"), "\(h.logs)")
+        // Wrong question; not a response: dropped.
         let other = h.reply(to: 0, answers: []) { m in m.questions = [Question(name: try! DNSName("evil.test"), type: .a)] }
         h.deliver(other, attempt: aid, from: H.serverA)
-        // Not a response
         var notResponse = good
         notResponse[2] &= 0x7F
         h.deliver(notResponse, attempt: aid, from: H.serverA)
         XCTAssertEqual(h.replies.count, 0)
         XCTAssertEqual(h.core.stats.droppedSpoofed, 5)
-        // The genuine reply (question in a different letter case) is accepted.
+        XCTAssertEqual(h.sends.count, 2)
+        // The genuine reply (question in another letter case) still wins on the first attempt.
         let upper = h.reply(to: 0, answers: [H.a("www.example.test", "192.0.2.1")]) { m in
             m.questions = [Question(name: try! DNSName("WWW.EXAMPLE.TEST"), type: .a)]
         }
         h.deliver(upper, attempt: aid, from: H.serverA)
         XCTAssertEqual(h.replies.count, 1)
+        XCTAssertEqual(h.replies[0].1.answers.first?.rdata, .a(IPv4Address("192.0.2.1")!))
     }
 
     func testGarbageReplyMovesOn() {
@@ -483,5 +487,83 @@ final class TruncationRetryTests: XCTestCase {
         XCTAssertEqual(h.sends.map { $0.server }, [H.serverA, H.serverA, H.serverB])
         h.answer(2, answers: [H.a("big.test", "192.0.2.2")])
         XCTAssertEqual(h.replies.first?.1.answers.count, 1)
+    }
+}
+
+final class AttemptBookkeepingTests: XCTestCase {
+    typealias H = CoreHarness
+
+    func testRetransmissionClosesTheTimedOutAttempt() {
+        let h = H()
+        _ = h.ask("www.example.test")
+        h.run(forMs: 801)
+        XCTAssertEqual(h.sends.count, 2)
+        XCTAssertEqual(h.cancels, [h.sends[0].attempt], "one socket per server per query")
+        h.run(forMs: 5000)
+        XCTAssertEqual(h.replies.first?.1.rcode, .servFail)
+        XCTAssertEqual(Set(h.cancels), Set(h.sends.map { $0.attempt }), "every attempt's socket is closed")
+        XCTAssertEqual(h.core.inFlight, 0)
+    }
+
+    func testBlackHoleLeavesNothingInFlight() {
+        let h = H(servers: [H.serverA, H.serverB])
+        for i in 0..<2000 { _ = h.ask("bh\(i).test") }
+        h.run(forMs: 10_000)
+        XCTAssertEqual(h.core.inFlight, 0)
+        XCTAssertEqual(h.replies.count, 2000)
+        XCTAssertTrue(h.replies.allSatisfy { $0.1.rcode == .servFail })
+        XCTAssertEqual(Set(h.cancels).count, h.sends.count)
+        XCTAssertEqual(h.core.attempts.count, 0)
+        XCTAssertEqual(h.core.idsInUse.reduce(0) { $0 | $1 }, 0, "no upstream ID left reserved")
+    }
+}
+
+final class SendFailureLogTests: XCTestCase {
+    func testSendFailuresAreLoggedWithoutLogQueriesButRateLimited() {
+        let h = CoreHarness { $0.logQueries = false }
+        for i in 0..<3 {
+            _ = h.ask("f\(i).test")
+            h.core.handleSendFailure(attempt: h.sends.last!.attempt, errno: 1, now: h.now)
+            h.drain()
+        }
+        XCTAssertEqual(h.logs, ["failed to send to 10.0.0.1: Operation not permitted"])
+        h.now += 6_000_000_000
+        _ = h.ask("later.test")
+        h.core.handleSendFailure(attempt: h.sends.last!.attempt, errno: 1, now: h.now)
+        h.drain()
+        XCTAssertEqual(h.logs.last, "failed to send to 10.0.0.1: Operation not permitted (and 2 more not logged)")
+        XCTAssertEqual(h.replies.count, 4)
+        XCTAssertTrue(h.replies.allSatisfy { $0.1.rcode == .servFail })
+    }
+}
+
+final class MismatchFailoverTests: XCTestCase {
+    typealias H = CoreHarness
+
+    func testWrongIDFromServerFailsOverAtOnce() {
+        let h = H(servers: [H.serverA, H.serverB]) { $0.policy = .strictOrder }
+        _ = h.ask("www.example.test")
+        var bad = h.reply(to: 0, answers: [H.a("www.example.test", "192.0.2.66")])
+        bad[0] ^= 0x55
+        h.deliver(bad, attempt: h.sends[0].attempt, from: H.serverA)
+        XCTAssertEqual(h.sends.map { $0.server }, [H.serverA, H.serverB])
+        h.answer(1, answers: [H.a("www.example.test", "192.0.2.2")])
+        XCTAssertEqual(h.replies.first?.1.answers.first?.rdata, .a(IPv4Address("192.0.2.2")!))
+    }
+
+    func testSpoofFromElsewhereDoesNotCauseFailover() {
+        let h = H(servers: [H.serverA, H.serverB]) { $0.policy = .strictOrder }
+        _ = h.ask("www.example.test")
+        var bad = h.reply(to: 0)
+        bad[0] ^= 0x55
+        h.deliver(bad, attempt: h.sends[0].attempt, from: H.serverC)
+        XCTAssertEqual(h.sends.count, 1)
+    }
+
+    func testTimeoutsAreLoggedWithoutLogQueries() {
+        let h = H(servers: [H.serverA, H.serverB]) { $0.logQueries = false; $0.policy = .strictOrder }
+        _ = h.ask("www.example.test")
+        h.run(forMs: 801)
+        XCTAssertEqual(h.logs, ["10.0.0.1 did not answer, retrying"])
     }
 }

@@ -74,5 +74,7 @@ final class ScenarioParserTests: XCTestCase {
         rejects(base + "forwarder: { host: a, options: [server=1.2.3.4] }\n", line: 7, "must start with --")
         rejects(base + "subjects: { bind: passes }\n", line: 7, "unknown subject 'bind'")
         rejects(base + "subjects: { dnsmasq: fails }\n", line: 7, "needs a reason")
+        rejects("name: t\nhosts:\n  a: { links: { eth0: l } }\n  b: { links: { eth0: m } }\n", line: 3, "link 'l' has 1 end(s)")
+        rejects(base + "subjects: { dnsmasq: \"fails: x\" }\nforwarder: { host: a }\n", line: 1, "declared to fail, but no step says how")
     }
 }

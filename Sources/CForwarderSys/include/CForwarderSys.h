@@ -83,3 +83,6 @@ int fwd_inotify_unwatch(int fd, int wd);
 int fwd_inotify_drain(int fd, const char *names);
 /// readlink into buf; returns length or -errno.
 int fwd_readlink(const char *path, char *buf, int cap);
+
+/// Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the new soft limit.
+long fwd_raise_nofile(void);

@@ -97,12 +97,23 @@ public struct Zone: Sendable, CustomStringConvertible {
     /// Answer logic: exact name and type; CNAME chains inside the zone;
     /// NXDOMAIN with the SOA in authority; NODATA (NOERROR, no answers) with the SOA.
     /// The first owner name keeps the question's spelling (case).
+    /// Records of the nearest `*.` owner above `name` (a simple wildcard: the
+    /// closest enclosing `*.parent` that exists), for names with none of their own.
+    func wildcardRecords(for name: DNSName) -> [ResourceRecord]? {
+        var labels = name.labels
+        while !labels.isEmpty {
+            labels.removeFirst()
+            if let star = try? DNSName(labels: [[0x2A]] + labels), let rrs = records[star] { return rrs }
+        }
+        return nil
+    }
+
     public func answer(name: DNSName, type: RRType) -> Answer {
         var answers: [ResourceRecord] = []
         var current = name
         var seen: Set<DNSName> = []
         while true {
-            guard let here = records[current] else {
+            guard let here = records[current] ?? wildcardRecords(for: current) else {
                 // The name does not exist. After a CNAME pointing outside the
                 // zone the chain is all we know: NOERROR.
                 if !answers.isEmpty && !current.isSubdomain(of: origin) {

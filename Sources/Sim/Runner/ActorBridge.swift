@@ -80,20 +80,8 @@ enum ActorBridge {
             default: error = e.description
             }
         }
-        return QueryOutcome(name: r.name, start: r.startTime, latency: r.latency, rcode: r.rcode.map(rcodeName),
+        return QueryOutcome(name: r.name, start: r.startTime, latency: r.latency, rcode: r.rcode.map(\.description),
                             answers: r.answers, replySource: r.replySource?.ip, truncated: r.truncated, error: error)
-    }
-
-    static func rcodeName(_ r: RCode) -> String {
-        switch r.rawValue {
-        case 0: return "NOERROR"
-        case 1: return "FORMERR"
-        case 2: return "SERVFAIL"
-        case 3: return "NXDOMAIN"
-        case 4: return "NOTIMP"
-        case 5: return "REFUSED"
-        default: return "RCODE\(r.rawValue)"
-        }
     }
 
     static func query(_ q: QuerySpec, factory: @escaping SocketFactory) -> QueryOutcome {
@@ -120,7 +108,7 @@ enum ActorBridge {
         do {
             let gen = try LoadGenerator(names: names, type: l.type, server: try Endpoint(ip: l.to, port: UInt16(l.port)),
                                         rate: l.rate, duration: l.duration, client: c,
-                                        concurrency: min(64, max(4, Int(l.rate * l.timeout / 4))))
+                                        concurrency: min(256, max(4, Int(l.rate * l.timeout) + 1)))
             try gen.start()
             _ = gen.wait(timeout: l.duration + l.timeout + 10)
             gen.stop()

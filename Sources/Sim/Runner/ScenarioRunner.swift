@@ -104,6 +104,8 @@ final class ScenarioRun {
     var forwarderLog: String { (dir as NSString).appendingPathComponent("forwarder.log") }
     var stubs: [String: LegacyStub] = [:]
     var traces: [String: NftTrace] = [:]
+    /// Attackers and nuisances started by steps (spoof, flood, slowloris), by step id.
+    var hostile: [String: HostileActor] = [:]
     var icmpBaseline: [String: Int64] = [:]
     var report: [String] = []
     var timeline: [String] = []
@@ -145,9 +147,6 @@ final class ScenarioRun {
         try buildTopology()
         let built = SimClock.monotonic() - buildStart
         note(String(format: "topology of %d hosts built in %.1f ms", scenario.hosts.count, built * 1000))
-        if options.verbose {
-            options.log(String(format: "  %@/%@: topology of %d hosts built in %.1f ms", scenario.family, scenario.id, scenario.hosts.count, built * 1000))
-        }
         try startUpstreams()
         if let f = scenario.forwarder, f.start { try startForwarder(f) }
         t0 = SimClock.now()
@@ -260,6 +259,10 @@ final class ScenarioRun {
     // MARK: - steps
 
     func perform(_ step: Step) throws {
+        if let only = step.only, !only.contains(subject) {
+            note("step \(step.index) (line \(step.line)): \(step.label) - not for \(subject)")
+            return
+        }
         if let at = step.at {
             let target = t0 + at
             let now = SimClock.now()
@@ -317,13 +320,17 @@ final class ScenarioRun {
             try processAction(action, step: step)
         case .wait(let ids):
             try waitFor(ids: ids, step: step, timeout: scenario.timeLimit)
-        case .run(let h, let argv, let timeout):
+        case .run(let h, let rawArgv, let timeout):
+            let argv = rawArgv.map { expandScratch($0, host: h) }
             let r = try hosts[h]!.runCommand(argv, timeout: timeout)
             recordReport("step \(step.index) \(argv.joined(separator: " ")): exit \(r.status): \(r.output.trimmingCharacters(in: .whitespacesAndNewlines).prefix(300))")
             if let e = expect {
                 if let x = e.exitStatus, x != r.status { throw fail("exit status \(r.status), expected \(x): \(r.output.prefix(300))") }
                 for want in e.outputContains ?? [] where !r.output.contains(want) {
-                    throw fail("output lacks '\(want)': \(r.output.prefix(500))")
+                    throw fail("output lacks '\(want)': \(r.output.prefix(800))")
+                }
+                for unwanted in e.outputLacks ?? [] where r.output.contains(unwanted) {
+                    throw fail("output has '\(unwanted)': \(r.output.prefix(800))")
                 }
             }
         case .upstreamSaw(let s):
@@ -341,10 +348,37 @@ final class ScenarioRun {
             if !ok { throw fail("\(h) sent \(seen) ICMP destination unreachable, expected at least \(min)") }
         case .firewallCount(let s):
             try checkFirewall(s, fail: fail)
-        case .stats(let name, let within):
-            try checkStats(process: name, within: within, fail: fail)
+        case .stats(let spec):
+            try checkStats(spec, fail: fail)
         case .stubSaw(let s):
             try checkStub(s, fail: fail)
+        case .spoof(let s):
+            let up = try Endpoint(ip: s.upstream, port: 53)
+            var names: [String] = []
+            for n in s.names {
+                names += n.contains("{i}") ? (0..<1000).map { n.replacingOccurrences(of: "{i}", with: String($0)) } : [n]
+            }
+            // Guessed ports: Linux's default ephemeral range, where the forwarder's query sockets live.
+            let spoofer = try RawSpoofer(.init(target: s.target, ports: .random(32768...60999), spoofedSource: up, names: .list(names),
+                                               poisonAddress: s.poison, count: s.count, rate: s.rate),
+                                         socketFactory: factory(s.from))
+            try spoofer.start()
+            hostile[step.id ?? "step\(step.index)"] = HostileActor(
+                wait: { spoofer.wait(timeout: $0) }, stop: { spoofer.stop() },
+                summary: { "spoofer sent \(spoofer.sent) forged replies (\(spoofer.sendErrors) send errors\(spoofer.firstSendError.map { ": " + $0 } ?? ""))" })
+        case .flood(let s):
+            let flood = try MalformedPackets.flood(target: try Endpoint(ip: s.to, port: UInt16(s.port)), rate: s.rate,
+                                                   count: s.count, socketFactory: factory(s.from))
+            try flood.start()
+            hostile[step.id ?? "step\(step.index)"] = HostileActor(
+                wait: { flood.wait(timeout: $0) }, stop: { flood.stop() },
+                summary: { "flood sent \(flood.sent) malformed packets (\(flood.sendErrors) send errors)" })
+        case .slowloris(let s):
+            let idlers = try TCPIdlers(target: try Endpoint(ip: s.to, port: UInt16(s.port)), connections: s.connections,
+                                       socketFactory: factory(s.from))
+            try idlers.start()
+            hostile[step.id ?? "step\(step.index)"] = HostileActor(
+                wait: { _ in true }, stop: { idlers.stop() }, summary: { "slowloris: \(idlers.status)" })
         }
         if let id = step.id, !step.background { stepTimes[id] = (start, SimClock.now()) }
     }
@@ -380,7 +414,13 @@ final class ScenarioRun {
     }
 
     func waitFor(ids: [String], step: Step?, timeout: Double) throws {
-        let want = Set(ids)
+        for id in ids {
+            guard let h = hostile[id] else { continue }
+            let done = h.wait(timeout)
+            recordReport(h.summary())
+            if !done { throw StepFailure(message: "\(step.map { "step \($0.index) (line \($0.line)): " } ?? "")\(id) did not finish within \(timeout)s") }
+        }
+        let want = Set(ids).subtracting(hostile.keys)
         let ok = pending.wait(timeout: timeout) { items in want.isSubset(of: Set(items.map(\.id))) }
         for item in pending.snapshot() where want.contains(item.id) {
             if let f = item.failure { throw StepFailure(message: f) }
@@ -429,13 +469,22 @@ final class ScenarioRun {
     func checkLoad(_ outcomes: [QueryOutcome], _ e: Expectation) -> String? {
         let failed = outcomes.filter { o in
             if o.error != nil { return true }
+            if let accepted = e.rcodes {
+                guard let rc = o.rcode, accepted.contains(rc) else { return true }
+                if o.rcode == "NOERROR", let want = e.answers, Set(want) != Set(o.answers) { return true }
+                if let w = e.within, o.latency > w { return true }
+                return false
+            }
             if let r = e.rcode { return o.rcode != r }
             if o.rcode != "NOERROR" && o.rcode != "NXDOMAIN" { return true }
             if let want = e.answers, Set(want) != Set(o.answers) { return true }
             if let w = e.within, o.latency > w { return true }
             return false
         }
-        let allowed = e.maxFailed ?? 0
+        let allowed = e.maxFailed ?? (e.minFailed == nil ? 0 : outcomes.count)
+        if let least = e.minFailed, failed.count < least {
+            return "\(failed.count) of \(outcomes.count) queries failed, expected at least \(least)"
+        }
         if failed.count > allowed {
             let sample = failed.prefix(3).map { "\($0.name): \($0.summary) at \(String(format: "%.2fs", $0.start))" }
             return "\(failed.count) of \(outcomes.count) queries failed (allowed \(allowed)); first: \(sample.joined(separator: "; "))"
@@ -514,19 +563,58 @@ final class ScenarioRun {
         if !ok { throw fail("the log has '\(s.contains)' \(n) time(s), expected at least \(s.min) within \(s.within)s; log ends: \(tail(forwarderLog))") }
     }
 
-    func checkStats(process: String, within: Double, fail: (String) -> StepFailure) throws {
-        guard let p = forwarder, p.isRunning else { throw fail("\(process) is not running") }
+    var lastRSS: Int64?
+
+    /// SIGUSR1, then the statistics lines it logs; optionally the in-flight
+    /// count they show, and the growth of resident memory since the last check.
+    func checkStats(_ spec: StatsSpec, fail: (String) -> StepFailure) throws {
+        guard let p = forwarder, p.isRunning else { throw fail("\(spec.process) is not running") }
         let before = fileSize(forwarderLog)
         try p.signal(SIGUSR1)
         var text = ""
-        let ok = waitUntil(timeout: within) {
+        var inflight: Int?
+        let ok = waitUntil(timeout: spec.within) {
             let all = (try? String(contentsOfFile: self.forwarderLog, encoding: .utf8)) ?? ""
             let b = Array(all.utf8)
             text = before < b.count ? String(decoding: b[before...], as: UTF8.self) : ""
-            return text.contains("queries in flight")
+            inflight = Self.number(after: "queries in flight ", in: text)
+            return inflight != nil
         }
         for line in text.split(separator: "\n") { recordReport("stats: \(line)") }
-        if !ok { throw fail("no statistics logged within \(within)s after SIGUSR1") }
+        if !ok { throw fail("no 'queries in flight' statistics logged within \(spec.within)s after SIGUSR1") }
+        if let want = spec.inflight, inflight != want {
+            throw fail("statistics show \(inflight ?? -1) queries in flight, expected \(want)")
+        }
+        for (key, least) in spec.atLeast {
+            let n = Self.number(after: key + " ", in: text) ?? -1
+            if n < least { throw fail("statistics show '\(key) \(n)', expected at least \(least)") }
+        }
+        let status = (try? String(contentsOfFile: "/proc/\(p.pid)/status", encoding: .utf8)) ?? ""
+        if let kb = Self.number(after: "VmRSS:", in: status) {
+            let rss = Int64(kb) * 1024
+            recordReport(String(format: "\(spec.process) RSS %.1f MB", Double(rss) / 1048576))
+            if let max = spec.rssGrowthMax, let last = lastRSS, rss - last > max {
+                throw fail(String(format: "RSS grew by %.1f MB since the last statistics, bound is %.1f MB",
+                                  Double(rss - last) / 1048576, Double(max) / 1048576))
+            }
+            lastRSS = rss
+        }
+        if let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(p.pid)/fd") {
+            recordReport("\(spec.process) open fds \(fds.count)")
+            if let max = spec.fdGrowthMax, let first = firstFDs, fds.count - first > max {
+                throw fail("open file descriptors grew by \(fds.count - first) since the first statistics (\(first) -> \(fds.count)), bound is \(max)")
+            }
+            if firstFDs == nil { firstFDs = fds.count }
+        }
+    }
+
+    /// Open fds at the first stats step: the baseline of `fd-growth-max`.
+    var firstFDs: Int?
+
+    static func number(after key: String, in text: String) -> Int? {
+        guard let r = text.range(of: key, options: .backwards) else { return nil }
+        let digits = text[r.upperBound...].drop { $0 == " " || $0 == "\t" }.prefix { $0.isNumber }
+        return Int(digits)
     }
 
     func checkStub(_ s: StubSawSpec, fail: (String) -> StepFailure) throws {
@@ -589,6 +677,25 @@ final class ScenarioRun {
 
     // MARK: - files and processes
 
+    /// `@name` in a command's argument stands for the host's scratch file `name`.
+    func expandScratch(_ arg: String, host: String) -> String {
+        var out = ""
+        var rest = Substring(arg)
+        while let at = rest.firstIndex(of: "@") {
+            out += rest[..<at]
+            let after = rest[rest.index(after: at)...]
+            let name = after.prefix { $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "_" }
+            if let first = name.first, first.isLetter {
+                out += (scratch(host) as NSString).appendingPathComponent(String(name))
+                rest = after.dropFirst(name.count)
+            } else {
+                out += "@"
+                rest = after
+            }
+        }
+        return out + rest
+    }
+
     func resolveFile(_ name: String, host: String) -> String {
         let n = name.hasPrefix("@") ? String(name.dropFirst()) : name
         return (scratch(host) as NSString).appendingPathComponent(n)
@@ -647,14 +754,20 @@ final class ScenarioRun {
 
     func teardown() {
         for (_, s) in stubs { ActorBridge.stopStub(s) }
+        for (_, h) in hostile.sorted(by: { $0.key < $1.key }) {
+            h.stop()
+            recordReport(h.summary())
+        }
         if let p = forwarder, p.isRunning {
             let st = p.terminate(grace: 2)
             note("\(subject) stopped: \(st)")
         }
         for (_, u) in upstreams { u.stop() }
         for (_, t) in traces { t.stop() }
+        let t = SimClock.monotonic()
         network?.teardown(grace: 1, keepPinned: options.keep)
         network = nil
+        note(String(format: "topology of %d hosts torn down in %.1f ms", scenario.hosts.count, (SimClock.monotonic() - t) * 1000))
     }
 
     func writeArtifacts(result: ScenarioResult) {
@@ -672,6 +785,13 @@ final class ScenarioRun {
         for (h, trace) in traces { t += "# host \(h)\n" + trace.dropSummary().joined(separator: "\n") + "\n" + trace.events.map(\.raw).joined(separator: "\n") + "\n" }
         if !t.isEmpty { put("nft-trace.txt", t) }
     }
+}
+
+/// A hostile actor started by a step, seen through what the runner needs.
+struct HostileActor {
+    var wait: (Double) -> Bool
+    var stop: () -> Void
+    var summary: () -> String
 }
 
 // MARK: - small helpers

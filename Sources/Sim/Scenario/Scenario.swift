@@ -118,6 +118,8 @@ public struct Step {
     public var subjectExpect: [String: Expectation]
     /// Run without waiting for the result; a later `wait:` (or the end) collects it.
     public var background: Bool
+    /// Run this step only for these subjects (nil: for all).
+    public var only: [String]?
 
     public func expectation(for subject: String) -> Expectation? {
         subjectExpect[subject] ?? expect
@@ -177,8 +179,39 @@ public enum StepAction {
     case log(LogSpec)
     case icmpUnreachable(host: String, min: Int, within: Double)
     case firewallCount(FirewallCountSpec)
-    case stats(process: String, within: Double)
+    case stats(StatsSpec)
     case stubSaw(StubSawSpec)
+    case spoof(SpoofSpec)
+    case flood(FloodSpec)
+    case slowloris(SlowlorisSpec)
+}
+
+/// An off-path attacker: forged replies from the upstream's address to guessed ports.
+public struct SpoofSpec {
+    public var from: String
+    public var target: String
+    public var upstream: String
+    public var names: [String]
+    public var poison: String
+    public var count: Int
+    public var rate: Double
+}
+
+/// Malformed datagrams (a catalog of broken DNS packets) at a server.
+public struct FloodSpec {
+    public var from: String
+    public var to: String
+    public var port: Int
+    public var count: Int
+    public var rate: Double
+}
+
+/// Idle TCP connections that never send a whole query.
+public struct SlowlorisSpec {
+    public var from: String
+    public var to: String
+    public var port: Int
+    public var connections: Int
 }
 
 public struct UpstreamSawSpec {
@@ -224,6 +257,20 @@ public struct FirewallCountSpec {
     public var diagnose: Bool
 }
 
+public struct StatsSpec {
+    public var process: String
+    public var within: Double
+    /// The statistics must show this many queries in flight (e.g. 0: nothing leaked).
+    public var inflight: Int?
+    /// Resident memory may grow at most this many bytes since the previous stats step.
+    public var rssGrowthMax: Int64?
+    /// Open file descriptors may grow at most by this many since the first stats step
+    /// (the baseline: take it quiet; fds follow the queries in flight, so compare quiet points).
+    public var fdGrowthMax: Int?
+    /// Counters in the statistics text ("replies spoofed or mismatched") and their least value.
+    public var atLeast: [(String, Int)]
+}
+
 public struct StubSawSpec {
     public var stub: String
     public var server: String?
@@ -250,7 +297,13 @@ public struct Expectation {
     public var truncated: Bool?
     /// For loads: how many may fail (default 0 when given).
     public var maxFailed: Int?
+    /// For loads that show a declared failure: at least this many must fail.
+    public var minFailed: Int?
+    /// For loads: a reply with any of these rcodes is a success (the soak: answered
+    /// or SERVFAILed within bound); `answer` then applies to NOERROR replies only.
+    public var rcodes: [String]?
     public var outputContains: [String]?
+    public var outputLacks: [String]?
     public var exitStatus: Int?
     public var symptom: String?
 }

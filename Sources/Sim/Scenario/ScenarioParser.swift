@@ -42,6 +42,13 @@ public enum ScenarioParser {
             for (hname, hnode) in try h.pairs() { hosts.append(try parseHost(hname, hnode)) }
         }
         let hostNames = Set(hosts.map(\.name))
+        // A link id names the two ends of one veth pair: exactly two interfaces.
+        var ends: [String: [HostSpec]] = [:]
+        for h in hosts { for (_, link) in h.links { ends[link, default: []].append(h) } }
+        for (link, hs) in ends.sorted(by: { $0.key < $1.key }) where hs.count != 2 {
+            throw ScenarioError(file: file, line: hs.last!.line,
+                                reason: "hosts.\(hs.last!.name): link '\(link)' has \(hs.count) end(s); a link joins exactly two interfaces (use a bridge for more)")
+        }
         func checkHost(_ n: YNode) throws -> String {
             let s = try n.string()
             guard hostNames.contains(s) else {
@@ -94,6 +101,12 @@ public enum ScenarioParser {
             for subj in st.subjectExpect.keys where subjects[subj] == nil {
                 throw ScenarioError(file: file, line: st.line,
                                     reason: "steps[\(st.index)]: expect-\(subj) given but '\(subj)' is not in subjects")
+            }
+        }
+        for (subj, decl) in subjects {
+            if case .fails = decl, !steps.contains(where: { $0.subjectExpect[subj] != nil || ($0.only?.contains(subj) ?? false) }) {
+                throw ScenarioError(file: file, line: 1,
+                                    reason: "subject \(subj) is declared to fail, but no step says how (expect-\(subj): or only: [\(subj)])")
             }
         }
         try top.finish(allowed: ["name", "incident", "story", "time-limit", "hosts", "upstreams", "forwarder", "subjects", "steps"])
@@ -333,13 +346,20 @@ public enum ScenarioParser {
 
     static let actionKeys = ["query", "load", "stub", "file", "behaviour", "firewall", "link", "address", "process",
                              "wait", "run", "upstream-saw", "log", "icmp-unreachable", "firewall-count", "stats",
-                             "stub-saw"]
+                             "stub-saw", "spoof", "flood", "slowloris"]
 
     static func parseStep(_ index: Int, _ n: YNode, _ ctx: StepContext) throws -> Step {
         let f = try n.fields("a step")
         let at = try f.optional("at")?.duration()
         let id = try f.optional("id")?.string()
         let background = try f.optional("background")?.bool() ?? false
+        var only: [String]?
+        if let o = f.optional("only") {
+            only = try o.strings()
+            for name in only! where !subjectNames.contains(name) {
+                throw o.error("unknown subject '\(name)' in only: (known: \(subjectNames.joined(separator: ", ")))")
+            }
+        }
         let present = actionKeys.filter { f.keys.contains($0) }
         guard present.count == 1, let key = present.first else {
             if present.isEmpty { throw n.error("a step needs one action (\(actionKeys.joined(separator: ", ")))") }
@@ -525,10 +545,21 @@ public enum ScenarioParser {
             let s = try a.fields("a statistics check")
             let pn = try s.optional("process")?.string() ?? "forwarder"
             guard ctx.processes.contains(pn) else { throw a.error("no process named '\(pn)'") }
-            let within = try s.optional("within")?.duration() ?? 3
-            try s.finish(allowed: ["process", "within"])
+            var growth: Int64?
+            if let g = s.optional("rss-growth-max") {
+                guard let b = parseBytes(try g.string()) else { throw g.error("expected a size such as 2MB or 512KB") }
+                growth = b
+            }
+            var atLeast: [(String, Int)] = []
+            if let m = s.optional("at-least") {
+                for (k, v) in try m.pairs() { atLeast.append((k, try v.int())) }
+            }
+            var spec = StatsSpec(process: pn, within: try s.optional("within")?.duration() ?? 3,
+                                 inflight: try s.optional("inflight")?.int(), rssGrowthMax: growth, atLeast: atLeast)
+            if let g = s.optional("fd-growth-max") { spec.fdGrowthMax = try g.int() }
+            try s.finish(allowed: ["process", "within", "inflight", "rss-growth-max", "at-least", "fd-growth-max"])
             label = "statistics of \(pn)"
-            action = .stats(process: pn, within: within)
+            action = .stats(spec)
         case "stub-saw":
             let s = try a.fields("a stub check")
             let spec = StubSawSpec(stub: try s.required("stub").string(), server: try s.optional("server")?.string(),
@@ -538,6 +569,43 @@ public enum ScenarioParser {
             try s.finish(allowed: ["stub", "server", "answer", "since", "min", "all", "within"])
             label = "stub \(spec.stub) asked \(spec.server ?? "-") got \(spec.answer ?? "-")"
             action = .stubSaw(spec)
+        case "spoof":
+            let s = try a.fields("a spoofing attacker")
+            let spec = SpoofSpec(from: try host(try s.required("from")), target: try s.required("target").string(),
+                                 upstream: try s.required("upstream").string(), names: try s.required("names").strings(),
+                                 poison: try s.required("poison").string(), count: try s.required("count").int(),
+                                 rate: Double(try s.optional("rate")?.int() ?? 20000))
+            guard isIP(spec.target), isIP(spec.upstream), IPv4Check.parse(spec.poison) != nil else {
+                throw a.error("target and upstream are IP addresses, poison an IPv4 address")
+            }
+            guard spec.count > 0, spec.count <= 2_000_000, spec.rate > 0, spec.rate <= 200_000 else {
+                throw a.error("a spoofing flood is bounded: count 1..2000000, rate 1..200000 per second")
+            }
+            try s.finish(allowed: ["from", "target", "upstream", "names", "poison", "count", "rate"])
+            label = "\(spec.from) forges \(spec.count) replies from \(spec.upstream) to \(spec.target)"
+            action = .spoof(spec)
+        case "flood":
+            let s = try a.fields("a malformed-packet flood")
+            let spec = FloodSpec(from: try host(try s.required("from")), to: try s.required("to").string(),
+                                 port: try s.optional("port")?.int() ?? 53, count: try s.required("count").int(),
+                                 rate: Double(try s.optional("rate")?.int() ?? 1000))
+            guard isIP(spec.to), spec.count > 0, spec.count <= 1_000_000, spec.rate > 0, spec.rate <= 100_000 else {
+                throw a.error("a flood needs an IP address; it is bounded: count 1..1000000, rate 1..100000 per second")
+            }
+            try s.finish(allowed: ["from", "to", "port", "count", "rate"])
+            label = "\(spec.from) floods \(spec.to) with \(spec.count) malformed packets"
+            action = .flood(spec)
+        case "slowloris":
+            let s = try a.fields("idle TCP connections")
+            let spec = SlowlorisSpec(from: try host(try s.required("from")), to: try s.required("to").string(),
+                                     port: try s.optional("port")?.int() ?? 53,
+                                     connections: try s.required("connections").int())
+            guard isIP(spec.to), spec.connections > 0, spec.connections <= 5000 else {
+                throw a.error("slowloris needs an IP address and 1..5000 connections")
+            }
+            try s.finish(allowed: ["from", "to", "port", "connections"])
+            label = "\(spec.from) holds \(spec.connections) idle TCP connections to \(spec.to)"
+            action = .slowloris(spec)
         default:
             throw a.error("unknown action")
         }
@@ -558,9 +626,9 @@ public enum ScenarioParser {
         if case .query = action, expect == nil {
             throw n.error("a query step needs expect: (what the client must get)")
         }
-        try f.finish(allowed: ["at", "id", "background", "expect"] + subjectNames.map { "expect-\($0)" } + actionKeys)
+        try f.finish(allowed: ["at", "id", "background", "only", "expect"] + subjectNames.map { "expect-\($0)" } + actionKeys)
         return Step(index: index, line: n.line, label: label, at: at, id: id, action: action, expect: expect,
-                    subjectExpect: subjectExpect, background: background)
+                    subjectExpect: subjectExpect, background: background, only: only)
     }
 
     static func parseSince(_ n: YNode?) throws -> SinceSpec {
@@ -582,6 +650,13 @@ public enum ScenarioParser {
             guard rcodes.contains(s) else { throw r.error("rcode is one of \(rcodes.joined(separator: ", "))") }
             e.rcode = s
         }
+        if let rs = f.optional("rcodes") {
+            let list = try rs.strings().map { $0.uppercased() }
+            guard !list.isEmpty, list.allSatisfy({ rcodes.contains($0) }) else {
+                throw rs.error("rcodes is a list of \(rcodes.joined(separator: ", "))")
+            }
+            e.rcodes = list
+        }
         if let t = f.optional("timeout") { e.timeout = try t.bool() }
         if let er = f.optional("error") {
             let s = try er.string()
@@ -598,11 +673,13 @@ public enum ScenarioParser {
         if let w = f.optional("after") { e.after = try w.duration() }
         if let t = f.optional("truncated") { e.truncated = try t.bool() }
         if let m = f.optional("max-failed") { e.maxFailed = try m.int() }
+        if let m = f.optional("min-failed") { e.minFailed = try m.int() }
         if let o = f.optional("output") { e.outputContains = try o.strings() }
+        if let o = f.optional("output-lacks") { e.outputLacks = try o.strings() }
         if let x = f.optional("exit") { e.exitStatus = try x.int() }
         if let s = f.optional("symptom") { e.symptom = try s.string() }
         try f.finish(allowed: ["answer", "rcode", "timeout", "error", "reply-source", "within", "after", "truncated",
-                               "max-failed", "output", "exit", "symptom"])
+                               "max-failed", "min-failed", "output", "output-lacks", "exit", "symptom", "rcodes"])
         return e
     }
 
@@ -636,6 +713,15 @@ public enum ScenarioParser {
             throw n.error("interface name '\(name)' must be 1-15 characters without / or spaces")
         }
     }
+}
+
+/// "2MB", "512KB", "1048576".
+func parseBytes(_ s: String) -> Int64? {
+    let t = s.trimmingCharacters(in: .whitespaces).uppercased()
+    for (suffix, f) in [("KB", Int64(1024)), ("MB", Int64(1024 * 1024)), ("GB", Int64(1024 * 1024 * 1024)), ("B", Int64(1))] where t.hasSuffix(suffix) {
+        return Int64(t.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)).map { $0 * f }
+    }
+    return Int64(t)
 }
 
 func isIP(_ s: String) -> Bool {

@@ -87,3 +87,16 @@ final class ZoneTests: XCTestCase {
         XCTAssertTrue(message(["bad..name": [.init("A", "1.2.3.4")]]).contains("bad..name"))
     }
 }
+
+final class ZoneWildcardTests: XCTestCase {
+    func testWildcardAnswersNamesWithoutTheirOwnRecords() throws {
+        let zone = try Zone(["*.hat.com": [Zone.Entry("A", "192.168.122.203")], "www.hat.com": [Zone.Entry("A", "10.0.0.1")]])
+        let hit = zone.answer(name: try DNSName("n42.hat.com"), type: .a)
+        XCTAssertEqual(hit.rcode, .noError)
+        XCTAssertEqual(hit.answers.map(\.name.description), ["n42.hat.com"])
+        XCTAssertEqual(hit.answers.map { Zone.text(of: $0.rdata) }, ["192.168.122.203"])
+        XCTAssertEqual(zone.answer(name: try DNSName("a.b.hat.com"), type: .a).answers.count, 1)
+        XCTAssertEqual(zone.answer(name: try DNSName("www.hat.com"), type: .a).answers.map { Zone.text(of: $0.rdata) }, ["10.0.0.1"])
+        XCTAssertEqual(zone.answer(name: try DNSName("other.com"), type: .a).rcode, .nxDomain)
+    }
+}
