@@ -435,3 +435,7 @@ long fwd_raise_nofile(void) {
     }
     return (long)rl.rlim_cur;
 }
+
+#include <malloc.h>
+
+void fwd_malloc_trim(void) { malloc_trim(0); }

@@ -51,12 +51,15 @@ public final class Daemon {
     var batch: OpaquePointer?
     var scratch = [UInt8](repeating: 0, count: 65536 + 2)
     var running = true
+    var peakInFlight = 0
     var exitSignal = "SIGTERM"
     var inotifyFD: Int32 = -1
     var watchDescriptors: [Int32] = []
     var watchNames: [String] = []
     /// Servers read from the resolv-file last time (to detect a change).
     var resolvServers: [Endpoint] = []
+    /// Open-resolver safety (--local-service), on whenever no --listen-address is given.
+    public let localFilter: LocalServiceFilter?
     public var tcpIdleTimeout: UInt64 = 10_000_000_000
     public var maxTCPClients = 64
     let batchSize = 64
@@ -76,6 +79,7 @@ public final class Daemon {
         cfg.holdWithoutServers = UInt64(options.holdQueriesMs) * 1_000_000
         self.pid = getpid()
         self.core = ForwarderCore(config: cfg)
+        self.localFilter = options.listenAddresses.isEmpty ? LocalServiceFilter() : nil
     }
 
     // MARK: logging
@@ -322,6 +326,14 @@ public final class Daemon {
             core.handleTimers(now: fwd_monotonic_ns())
             flushActions()
             sweepTCPClients(now: fwd_monotonic_ns())
+            // After a burst (many queries in flight, now none), give memory back.
+            let inflight = core.inFlight
+            if inflight > peakInFlight { peakInFlight = inflight }
+            if inflight == 0 && peakInFlight >= 256 && upstreams.isEmpty {
+                core.compactIfIdle()
+                fwd_malloc_trim()
+                peakInFlight = 0
+            }
         }
         shutdown()
         return 0
@@ -354,6 +366,7 @@ public final class Daemon {
                 log("cache cleared")
             case SIGUSR1:
                 for l in core.statisticsLines() { log(l) }
+                if let f = localFilter { log("local service: \(f.prefixes.count) attached networks, queries from elsewhere dropped \(f.dropped)") }
             default: break
             }
         }
@@ -375,6 +388,7 @@ public final class Daemon {
                 var ifindex: Int32 = 0
                 guard let data = fwd_batch_rx(b, Int32(i), &len, &peer, &local, &ifindex), len >= 0 else { continue }
                 let client = ClientRef(transport: .udp, peer: Endpoint(peer), local: Endpoint(local), ifindex: ifindex, handle: idx)
+                if let f = localFilter, !f.allows(client.peer, now: now, log: log) { continue }
                 let slot = fwd_batch_tx_buf(b, outCount)!
                 let r = core.handleQuery(UnsafeRawBufferPointer(start: data, count: Int(len)), from: client, now: now,
                                          replyInto: UnsafeMutableRawBufferPointer(start: slot, count: udpBufSize))
@@ -526,6 +540,7 @@ public final class Daemon {
             let fd = fwd_accept(lfd, &peer, &local)
             if fd < 0 { return }
             let now = fwd_monotonic_ns()
+            if let f = localFilter, !f.allows(Endpoint(peer), now: now, log: log) { fwd_close(fd); continue }
             if tcpClients.count >= maxTCPClients {
                 // Full: close the connection idle the longest (the oldest activity).
                 if let victim = tcpClients.min(by: { $0.value.lastActive < $1.value.lastActive })?.key {

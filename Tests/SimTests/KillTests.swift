@@ -18,7 +18,9 @@ import XCTest
 ///    sim is re-parented here; none may stay alive, and no process may have a
 ///    command line or working directory inside the run's folder.
 /// Root only. KILL_TEST_KILLS=N changes the number of kills (default 20). KILL_TEST_KEEP=1 passes `--keep` to sim (pinned namespaces
-/// outlive it): the test must then fail; it removes what it finds either way.
+/// outlive it) and KILL_TEST_DAEMON=1 adds a step that starts a detached process
+/// (`setsid sleep 30 &`, which no parent-death signal reaches): the test must then
+/// fail; it removes what it finds either way.
 final class KillTests: XCTestCase {
     static var productsDir: URL {
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
@@ -88,7 +90,8 @@ final class KillTests: XCTestCase {
         let dir = "\(work)/\(label)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let file = "\(dir)/\(id).yaml"
-        try Self.scenario(failing: failing).write(toFile: file, atomically: true, encoding: .utf8)
+        let daemon = ProcessInfo.processInfo.environment["KILL_TEST_DAEMON"] == "1"
+        try Self.scenario(failing: failing, daemon: daemon).write(toFile: file, atomically: true, encoding: .utf8)
         let logPath = "\(dir)/sim.log"
         var argv = [sim, "run", file, "--forwarder", subject, "--forwarder-path", forwarder, "--artifacts", "\(dir)/artifacts"]
         if keep { argv.append("--keep") }
@@ -203,7 +206,9 @@ final class KillTests: XCTestCase {
     static func cleanUp(id: String, dir: String) {
         for pid in allPids() where pid != getpid() {
             let cwd = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/cwd")) ?? ""
-            if cmdline(pid).contains(dir) || cwd.hasPrefix(dir) { kill(pid, SIGKILL) }
+            let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+            let orphan = status.split(separator: "\n").contains { $0.hasPrefix("PPid:") && Int32($0.dropFirst(5).trimmingCharacters(in: .whitespaces)) == getpid() }
+            if orphan || cmdline(pid).contains(dir) || cwd.hasPrefix(dir) { kill(pid, SIGKILL) }
         }
         let pinned = (try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? []
         for name in pinned where name.contains(id) {
@@ -309,7 +314,7 @@ final class KillTests: XCTestCase {
     /// A forwarder between a client and two upstreams, a router with an nftables
     /// ruleset and a trace, a background load, dig and dnsperf, a resolv-file swap:
     /// something of every kind the runner starts is alive at most moments.
-    static func scenario(failing: Bool) -> String {
+    static func scenario(failing: Bool, daemon: Bool = false) -> String {
         """
         name: kill test (Tests/SimTests/KillTests.swift)
         time-limit: 30s
@@ -349,6 +354,7 @@ final class KillTests: XCTestCase {
             load: { from: client, to: 10.0.0.1, names: ["n{i}.hat.com"], rate: 50, duration: 3s, timeout: 2s }
           - query: { from: client, to: 10.0.0.1, name: first.hat.com, timeout: 2s }
             expect: { answer: \(failing ? "10.9.9.9" : "192.168.122.203") }
+        \(daemon ? "  - run: { host: client, argv: [sh, -c, \"setsid sleep 30 </dev/null >/dev/null 2>&1 &\"] }\n" : "")\
           - run: { host: client, argv: [dig, +short, +time=2, +tries=1, "@10.0.0.1", dig.hat.com], timeout: 5s }
             expect: { exit: 0 }
           - at: 0.5s

@@ -86,3 +86,6 @@ int fwd_readlink(const char *path, char *buf, int cap);
 
 /// Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the new soft limit.
 long fwd_raise_nofile(void);
+
+/// Returns free heap memory to the system (glibc malloc_trim).
+void fwd_malloc_trim(void);

@@ -178,7 +178,7 @@ public struct BenchReport: Codable, Equatable {
         var rows: [Row] = []
         for (phase, title) in [("hit", "hit"), ("miss", "miss"), ("burst", "burst")] {
             rows.append(Row(label: "\(title) CPU µs/query", value: { $0.phase(phase)?.cpuMicrosPerQuery }, format: "%.2f"))
-            rows.append(Row(label: "\(title) wake-ups/query", value: { $0.phase(phase)?.wakeupsPerQuery }, format: "%.2f"))
+            rows.append(Row(label: "\(title) wake-ups/query", value: { $0.phase(phase)?.wakeupsPerQuery }, format: "%.3f"))
             rows.append(Row(label: "\(title) answered qps", value: { s in s.phase(phase).map { $0.dnsperf.runTime > 0 ? Double($0.dnsperf.completed) / $0.dnsperf.runTime : 0 } }, format: "%.0f"))
             rows.append(Row(label: "\(title) latency avg ms", value: { $0.phase(phase).map { $0.dnsperf.avgLatency * 1000 } }, format: "%.3f"))
             rows.append(Row(label: "\(title) latency max ms", value: { $0.phase(phase).map { $0.dnsperf.maxLatency * 1000 } }, format: "%.2f"))

@@ -201,10 +201,39 @@ final class ScenarioRun {
             try writeHostFiles(h)
             icmpBaseline[h.name] = (try? icmpOutUnreachable(host)) ?? 0
         }
+        for h in scenario.hosts { waitIPv6Usable(h.name, h.addresses.map(\.cidr)) }
         if options.keep {
             try net.pinAll(prefix: "sim-\(scenario.id)-")
             report.append("hosts pinned: " + scenario.hosts.map { "sim-\(scenario.id)-\($0.name)" }.joined(separator: " "))
         }
+    }
+
+    /// A new IPv6 address stays tentative until the kernel's DAD work item runs (even with
+    /// IFA_F_NODAD; on a busy machine that can take a while): until then packets to it are
+    /// dropped and neighbour solicitations for it go unanswered, and the sender's NDP only
+    /// retries after 1 s. So wait (up to 3 s) until the host's new IPv6 addresses are usable.
+    func waitIPv6Usable(_ hostName: String, _ cidrs: [String]) {
+        guard let host = hosts[hostName] else { return }
+        let wanted: [String] = cidrs.compactMap { cidr in
+            let ip = String(cidr.split(separator: "/").first ?? "")
+            var a = in6_addr()
+            guard ip.contains(":"), inet_pton(AF_INET6, ip, &a) == 1 else { return nil }
+            return withUnsafeBytes(of: &a) { $0.map { String(format: "%02x", $0) }.joined() }
+        }
+        guard !wanted.isEmpty else { return }
+        var tentative: [String] = wanted
+        let ok = waitUntil(timeout: 3) {
+            guard let text = try? host.readFile("/proc/net/if_inet6") else { return false }
+            var usable = Set<String>()
+            for line in text.split(separator: "\n") {
+                let f = line.split(separator: " ")
+                // address, ifindex, prefix length, scope, flags, device; 0x40 is IFA_F_TENTATIVE
+                if f.count >= 6, let flags = UInt32(f[4], radix: 16), flags & 0x40 == 0 { usable.insert(String(f[0])) }
+            }
+            tentative = wanted.filter { !usable.contains($0) }
+            return tentative.isEmpty
+        }
+        if !ok { note("\(hostName): IPv6 address(es) still tentative after 3 s: \(tentative.joined(separator: " "))") }
     }
 
     func writeHostFiles(_ h: HostSpec) throws {
@@ -316,6 +345,7 @@ final class ScenarioRun {
             try hosts[h]!.setLink(dev, up: up)
         case .address(let h, let dev, let cidr, let add):
             if add { try hosts[h]!.addAddress(cidr, dev: dev) } else { try hosts[h]!.removeAddress(cidr, dev: dev) }
+            if add { waitIPv6Usable(h, [cidr]) }
         case .process(_, let action):
             try processAction(action, step: step)
         case .wait(let ids):
@@ -569,19 +599,27 @@ final class ScenarioRun {
     /// count they show, and the growth of resident memory since the last check.
     func checkStats(_ spec: StatsSpec, fail: (String) -> StepFailure) throws {
         guard let p = forwarder, p.isRunning else { throw fail("\(spec.process) is not running") }
-        let before = fileSize(forwarderLog)
-        try p.signal(SIGUSR1)
+        // Ask (SIGUSR1) and read the statistics it logs; with `inflight:` keep
+        // asking until the count is the one expected or the deadline passes.
         var text = ""
         var inflight: Int?
-        let ok = waitUntil(timeout: spec.within) {
-            let all = (try? String(contentsOfFile: self.forwarderLog, encoding: .utf8)) ?? ""
-            let b = Array(all.utf8)
-            text = before < b.count ? String(decoding: b[before...], as: UTF8.self) : ""
-            inflight = Self.number(after: "queries in flight ", in: text)
-            return inflight != nil
-        }
+        let deadline = SimClock.monotonic() + spec.within
+        var ok = false
+        repeat {
+            let before = fileSize(forwarderLog)
+            try p.signal(SIGUSR1)
+            let logged = waitUntil(timeout: max(0.05, min(1, deadline - SimClock.monotonic()))) {
+                let all = (try? String(contentsOfFile: self.forwarderLog, encoding: .utf8)) ?? ""
+                let b = Array(all.utf8)
+                text = before < b.count ? String(decoding: b[before...], as: UTF8.self) : ""
+                inflight = Self.number(after: "queries in flight ", in: text)
+                return inflight != nil
+            }
+            ok = logged && (spec.inflight == nil || inflight == spec.inflight)
+            if !ok && logged { sleepSeconds(0.2) }
+        } while !ok && SimClock.monotonic() < deadline
         for line in text.split(separator: "\n") { recordReport("stats: \(line)") }
-        if !ok { throw fail("no 'queries in flight' statistics logged within \(spec.within)s after SIGUSR1") }
+        if inflight == nil { throw fail("no 'queries in flight' statistics logged within \(spec.within)s after SIGUSR1") }
         if let want = spec.inflight, inflight != want {
             throw fail("statistics show \(inflight ?? -1) queries in flight, expected \(want)")
         }
