@@ -223,7 +223,7 @@ final class ForwarderProcess {
         guard let bin = ForwarderProcess.binary() else { throw NSError(domain: "forwarder binary not found next to the test bundle", code: 1) }
         self.port = port
         logURL = FileManager.default.temporaryDirectory.appendingPathComponent("forwarder-\(UUID().uuidString).log")
-        FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
         process.executableURL = bin
         process.arguments = arguments
         process.standardError = try FileHandle(forWritingTo: logURL)
