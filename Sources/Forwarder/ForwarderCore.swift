@@ -611,6 +611,15 @@ public final class ForwarderCore {
         }
         if var p = pendings[a.pending] {
             if !timedOut { p.excluded.insert(a.server) }
+            // Every server for this query is now down: the query gets what a query
+            // starting now would (`allDownDeadline` from its start), not the full deadline.
+            if !p.candidates.isEmpty && !p.candidates.contains(where: { selector.servers.indices.contains($0) && selector.servers[$0].isHealthy }) {
+                let shorter = max(p.started &+ config.allDownDeadline, now &+ 50_000_000)
+                if shorter < p.deadline {
+                    p.deadline = shorter
+                    timers.push(shorter, kind: .pending, id: a.pending)
+                }
+            }
             pendings[a.pending] = p
         }
         if !timedOut { endAttempt(aid) }
