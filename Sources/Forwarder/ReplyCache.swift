@@ -10,17 +10,19 @@ import Glibc
 /// without decoding or allocating: the lookup hashes the packet's question bytes
 /// in place and compares them against the stored copy.
 ///
-/// Memory (issue 8: no worse per entry than dnsmasq): an entry is a 40-byte
+/// Memory (issue 8: no worse per entry than dnsmasq): an entry is a 36-byte
 /// record in one array plus one blob in a slab arena (no per-entry heap object):
 /// the reply's bytes, whose question section holds the lower-cased key (so the key
 /// is not stored twice), followed by the TTL offsets as UInt16. Blobs are rounded
-/// to 8 bytes; freed blobs go on a free list per size and are reused by the next
-/// blob of that size. The bucket array has one slot per entry of capacity.
+/// to 4 bytes; freed blobs go on a free list per size and are reused by the next
+/// blob of that size. The bucket array has one slot per entry of capacity. No hash
+/// is stored: chains are short (load <= 1) and compare length and flags first.
 struct ReplyCache {
     struct Entry {
-        var storedAt: UInt64 = 0      // ns
+        // storedAt (ns) in two halves: 4-byte alignment keeps the stride at 36 bytes.
+        var storedAtLo: UInt32 = 0
+        var storedAtHi: UInt32 = 0
         var blob: UInt32 = 0          // arena address of the reply + offsets
-        var hash: UInt32 = 0
         var ttl: UInt32 = 0           // s; expires at storedAt + ttl
         var nextInBucket: Int32 = -1
         var prev: Int32 = -1          // LRU: towards most recent
@@ -31,8 +33,12 @@ struct ReplyCache {
         var flags: UInt8 = 0
         var used = false
 
+        var storedAt: UInt64 {
+            get { UInt64(storedAtHi) << 32 | UInt64(storedAtLo) }
+            set { storedAtLo = UInt32(truncatingIfNeeded: newValue); storedAtHi = UInt32(truncatingIfNeeded: newValue >> 32) }
+        }
         var expires: UInt64 { storedAt &+ UInt64(ttl) &* 1_000_000_000 }
-        var blobSize: Int { (Int(replyLen) + 2 * Int(offsetCount) + 7) & ~7 }
+        var blobSize: Int { Arena.round(Int(replyLen) + 2 * Int(offsetCount)) }
     }
 
     let capacity: Int
@@ -83,7 +89,7 @@ struct ReplyCache {
         while i >= 0 {
             let idx = Int(i)
             let e = entries[idx]
-            if e.hash == h && Int(e.questionLen) == qlen && e.flags == flags {
+            if Int(e.questionLen) == qlen && e.flags == flags {
                 let k = arena.pointer(e.blob) + 12
                 var j = 0
                 while j < qlen && k[j] == Wire.lower(q[j]) { j += 1 }
@@ -149,7 +155,7 @@ struct ReplyCache {
         var i = buckets[Int(h & mask)]
         while i >= 0 {
             let e = entries[Int(i)]
-            if e.hash == h && Int(e.questionLen) == qlen && e.flags == flags {
+            if Int(e.questionLen) == qlen && e.flags == flags {
                 let k = arena.pointer(e.blob) + 12
                 var j = 0
                 while j < qlen && k[j] == key[j] { j += 1 }
@@ -169,9 +175,10 @@ struct ReplyCache {
             evictions += 1
             _ = free.popLast()
         }
-        var e = Entry(storedAt: now, blob: 0, hash: h, ttl: ttl, nextInBucket: -1, prev: -1, next: head,
+        var e = Entry(blob: 0, ttl: ttl, nextInBucket: -1, prev: -1, next: head,
                       replyLen: UInt16(reply.count), offsetCount: UInt16(ttlOffsets.count),
                       questionLen: UInt16(qlen), flags: flags, used: true)
+        e.storedAt = now
         e.blob = arena.allocate(e.blobSize)
         let p = arena.pointer(e.blob)
         reply.withUnsafeBufferPointer { p.update(from: $0.baseAddress!, count: reply.count) }
@@ -215,7 +222,8 @@ struct ReplyCache {
 
     private mutating func remove(_ idx: Int) {
         guard entries[idx].used else { return }
-        let bucket = Int(entries[idx].hash & mask)
+        let h = ReplyCache.hashBytes(arena.pointer(entries[idx].blob) + 12, count: Int(entries[idx].questionLen), flags: entries[idx].flags)
+        let bucket = Int(h & mask)
         var i = buckets[bucket]
         var prevInBucket: Int32 = -1
         while i >= 0 {
@@ -256,7 +264,7 @@ final class Arena {
     static let none: UInt32 = .max
     private var slabs: [UnsafeMutablePointer<UInt8>] = []
     private var used = 0             // bytes used in the last slab
-    private var freeLists: [UInt32] = []   // head per size class (size / 8)
+    private var freeLists: [UInt32] = []   // head per size class (size / 4)
 
     deinit { reset() }
 
@@ -267,9 +275,12 @@ final class Arena {
         slabs[Int(a >> UInt32(Arena.slabShift))] + Int(a & UInt32(Arena.slabSize - 1))
     }
 
-    /// `size`: a multiple of 8, at least 8, at most a slab.
+    /// Blob sizes: multiples of 4 (room for the free list's link).
+    @inline(__always) static func round(_ n: Int) -> Int { max(4, (n + 3) & ~3) }
+
+    /// `size`: from `round`, at most a slab.
     func allocate(_ size: Int) -> UInt32 {
-        let cls = size >> 3
+        let cls = size >> 2
         if cls < freeLists.count, freeLists[cls] != Arena.none {
             let a = freeLists[cls]
             freeLists[cls] = UnsafeRawPointer(pointer(a)).loadUnaligned(as: UInt32.self)
@@ -278,8 +289,8 @@ final class Arena {
         if slabs.isEmpty || used + size > Arena.slabSize {
             if !slabs.isEmpty {
                 // Keep the rest of the full slab for smaller blobs.
-                let rest = (Arena.slabSize - used) & ~7
-                if rest >= 8 && rest <= 8192 { release(UInt32((slabs.count - 1) << Arena.slabShift | used), size: rest) }
+                let rest = (Arena.slabSize - used) & ~3
+                if rest >= 4 && rest <= 8192 { release(UInt32((slabs.count - 1) << Arena.slabShift | used), size: rest) }
             }
             let raw = malloc(Arena.slabSize)!
             slabs.append(raw.assumingMemoryBound(to: UInt8.self))
@@ -291,7 +302,7 @@ final class Arena {
     }
 
     func release(_ a: UInt32, size: Int) {
-        let cls = size >> 3
+        let cls = size >> 2
         if cls >= freeLists.count {
             freeLists.append(contentsOf: repeatElement(Arena.none, count: cls + 1 - freeLists.count))
         }
