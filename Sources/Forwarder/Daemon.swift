@@ -504,8 +504,7 @@ public final class Daemon {
         case .udp:
             guard bytes.count >= 2 else { core.handleSendFailure(attempt: aid, errno: EINVAL, now: now); return }
             var fd: Int32 = -1
-            if var idle = idleUDP[server], let f = idle.popLast() {
-                idleUDP[server] = idle.isEmpty ? nil : idle
+            if let f = idleUDP[server]?.popLast() {   // in place (no copy of the pool)
                 fd = f
             } else {
                 fd = fwd_udp_connect(&ca)
@@ -580,6 +579,7 @@ public final class Daemon {
         var old: [Int32] = []
         for (_, l) in idleUDP { for fd in l where now &- (udpSocks[fd]?.lastUsed ?? 0) >= udpSocketIdle { old.append(fd) } }
         for fd in old { closeIdleUDP(fd) }
+        for (server, l) in idleUDP where l.isEmpty { idleUDP.removeValue(forKey: server) }
     }
 
     /// Sends the client replies collected by `sendReply`.
@@ -616,6 +616,9 @@ public final class Daemon {
             }
             scratch.withUnsafeBytes { core.handleUpstreamReply(attempt: s.attempt, bytes: UnsafeRawBufferPointer(rebasing: $0[0..<len]), from: Endpoint(from), now: now) }
             flushActions()
+            // The attempt is over (the usual case: its reply came): no second read that
+            // would only say EAGAIN; anything still queued wakes epoll again.
+            if udpSocks[fd]?.attempt != s.attempt { return }
         }
     }
 

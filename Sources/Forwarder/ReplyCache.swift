@@ -15,8 +15,8 @@ import Glibc
 /// the reply's bytes, whose question section holds the lower-cased key (so the key
 /// is not stored twice), followed by the TTL offsets as UInt16. Blobs are rounded
 /// to 4 bytes; freed blobs go on a free list per size and are reused by the next
-/// blob of that size. The bucket array has one slot per entry of capacity. No hash
-/// is stored: chains are short (load <= 1) and compare length and flags first.
+/// blob of that size. The bucket array has one slot per entry of capacity. Only the
+/// hash's top byte is stored (a tag checked before the blob is touched).
 struct ReplyCache {
     struct Entry {
         // storedAt (ns) in two halves: 4-byte alignment keeps the stride at 36 bytes.
@@ -31,7 +31,8 @@ struct ReplyCache {
         var offsetCount: UInt16 = 0
         var questionLen: UInt16 = 0   // bytes 12..<12+questionLen of the reply are the key
         var flags: UInt8 = 0
-        var used = false
+        var tag: UInt8 = 0            // top byte of the hash: most chain neighbours fail here
+        var used: Bool { replyLen != 0 }
 
         var storedAt: UInt64 {
             get { UInt64(storedAtHi) << 32 | UInt64(storedAtLo) }
@@ -68,15 +69,27 @@ struct ReplyCache {
         entries.reserveCapacity(min(self.capacity, 1 << 22))
     }
 
+    /// Hash of an already lower-cased question, 8 bytes at a time.
     @inline(__always) static func hashBytes(_ p: UnsafePointer<UInt8>, count: Int, flags: UInt8) -> UInt32 {
-        var h: UInt64 = 0xcbf29ce484222325
+        var h: UInt64 = 0xcbf29ce484222325 ^ UInt64(count) ^ UInt64(flags) << 56
+        let raw = UnsafeRawPointer(p)
         var i = 0
-        while i < count {
-            h = (h ^ UInt64(Wire.lower(p[i]))) &* 0x100000001b3
-            i += 1
+        while i + 8 <= count {
+            h = (h ^ raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* 0x9E3779B97F4A7C15
+            h ^= h >> 29
+            i += 8
         }
-        h = (h ^ UInt64(flags)) &* 0x100000001b3
-        return UInt32(truncatingIfNeeded: h ^ (h >> 32))
+        var tail: UInt64 = 0
+        var shift: UInt64 = 0
+        while i < count { tail |= UInt64(p[i]) << shift; shift += 8; i += 1 }
+        h = (h ^ tail) &* 0x9E3779B97F4A7C15
+        h ^= h >> 32
+        return UInt32(truncatingIfNeeded: h)
+    }
+
+    /// ASCII lower case without a branch.
+    @inline(__always) static func lower(_ c: UInt8) -> UInt8 {
+        c | ((c &- 65) < 26 ? 0x20 : 0)
     }
 
     /// Finds a live entry for the question at 12..<questionEnd of `b` with `flags`.
@@ -84,16 +97,17 @@ struct ReplyCache {
         guard capacity > 0, questionEnd > 12, questionEnd <= b.count else { return nil }
         let q = b.baseAddress!.assumingMemoryBound(to: UInt8.self) + 12
         let qlen = questionEnd - 12
-        let h = ReplyCache.hashBytes(q, count: qlen, flags: flags)
+        guard qlen <= Arena.scratchSize else { return nil }
+        // The question, lower-cased once into scratch space: hashed and compared from there.
+        let lq = arena.scratch
+        for j in 0..<qlen { lq[j] = ReplyCache.lower(q[j]) }
+        let h = ReplyCache.hashBytes(lq, count: qlen, flags: flags)
         var i = buckets[Int(h & mask)]
         while i >= 0 {
             let idx = Int(i)
             let e = entries[idx]
-            if Int(e.questionLen) == qlen && e.flags == flags {
-                let k = arena.pointer(e.blob) + 12
-                var j = 0
-                while j < qlen && k[j] == Wire.lower(q[j]) { j += 1 }
-                if j == qlen {
+            if e.tag == UInt8(truncatingIfNeeded: h >> 24) && Int(e.questionLen) == qlen && e.flags == flags {
+                if memcmp(arena.pointer(e.blob) + 12, lq, qlen) == 0 {
                     if e.expires <= now {
                         remove(idx)
                         return nil
@@ -107,8 +121,10 @@ struct ReplyCache {
         return nil
     }
 
+    /// (`mutating` only so that the caller, a class property, passes the cache in place
+    /// instead of copying the struct and retaining its four buffers on every hit.)
     /// Writes entry `idx` as a reply to the query in `query` into `out`; returns the length, or 0 if `out` is too small.
-    func serve(_ idx: Int, query: UnsafeRawBufferPointer, questionEnd: Int, now: UInt64, into out: UnsafeMutableRawBufferPointer) -> Int {
+    mutating func serve(_ idx: Int, query: UnsafeRawBufferPointer, questionEnd: Int, now: UInt64, into out: UnsafeMutableRawBufferPointer) -> Int {
         let e = entries[idx]
         let n = Int(e.replyLen)
         guard n <= out.count, questionEnd <= query.count, questionEnd <= n else { return 0 }
@@ -155,7 +171,7 @@ struct ReplyCache {
         var i = buckets[Int(h & mask)]
         while i >= 0 {
             let e = entries[Int(i)]
-            if Int(e.questionLen) == qlen && e.flags == flags {
+            if e.tag == UInt8(truncatingIfNeeded: h >> 24) && Int(e.questionLen) == qlen && e.flags == flags {
                 let k = arena.pointer(e.blob) + 12
                 var j = 0
                 while j < qlen && k[j] == key[j] { j += 1 }
@@ -177,7 +193,7 @@ struct ReplyCache {
         }
         var e = Entry(blob: 0, ttl: ttl, nextInBucket: -1, prev: -1, next: head,
                       replyLen: UInt16(reply.count), offsetCount: UInt16(ttlOffsets.count),
-                      questionLen: UInt16(qlen), flags: flags, used: true)
+                      questionLen: UInt16(qlen), flags: flags, tag: UInt8(truncatingIfNeeded: h >> 24))
         e.storedAt = now
         e.blob = arena.allocate(e.blobSize)
         let p = arena.pointer(e.blob)
@@ -264,9 +280,15 @@ final class Arena {
     static let none: UInt32 = .max
     private var slabs: [UnsafeMutablePointer<UInt8>] = []
     private var used = 0             // bytes used in the last slab
+    /// Scratch space for a lower-cased question (at most 255 + 4 bytes).
+    static let scratchSize = 512
+    let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: Arena.scratchSize)
     private var freeLists: [UInt32] = []   // head per size class (size / 4)
 
-    deinit { reset() }
+    deinit {
+        reset()
+        scratch.deallocate()
+    }
 
     /// Bytes held in slabs.
     var bytesReserved: Int { slabs.count * Arena.slabSize }
