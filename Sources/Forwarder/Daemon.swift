@@ -58,6 +58,8 @@ public final class Daemon {
     var watchNames: [String] = []
     /// Servers read from the resolv-file last time (to detect a change).
     var resolvServers: [Endpoint] = []
+    /// Open-resolver safety (--local-service), on whenever no --listen-address is given.
+    public let localFilter: LocalServiceFilter?
     public var tcpIdleTimeout: UInt64 = 10_000_000_000
     public var maxTCPClients = 64
     let batchSize = 64
@@ -77,6 +79,7 @@ public final class Daemon {
         cfg.holdWithoutServers = UInt64(options.holdQueriesMs) * 1_000_000
         self.pid = getpid()
         self.core = ForwarderCore(config: cfg)
+        self.localFilter = options.listenAddresses.isEmpty ? LocalServiceFilter() : nil
     }
 
     // MARK: logging
@@ -363,6 +366,7 @@ public final class Daemon {
                 log("cache cleared")
             case SIGUSR1:
                 for l in core.statisticsLines() { log(l) }
+                if let f = localFilter { log("local service: \(f.prefixes.count) attached networks, queries from elsewhere dropped \(f.dropped)") }
             default: break
             }
         }
@@ -384,6 +388,7 @@ public final class Daemon {
                 var ifindex: Int32 = 0
                 guard let data = fwd_batch_rx(b, Int32(i), &len, &peer, &local, &ifindex), len >= 0 else { continue }
                 let client = ClientRef(transport: .udp, peer: Endpoint(peer), local: Endpoint(local), ifindex: ifindex, handle: idx)
+                if let f = localFilter, !f.allows(client.peer, now: now, log: log) { continue }
                 let slot = fwd_batch_tx_buf(b, outCount)!
                 let r = core.handleQuery(UnsafeRawBufferPointer(start: data, count: Int(len)), from: client, now: now,
                                          replyInto: UnsafeMutableRawBufferPointer(start: slot, count: udpBufSize))
@@ -535,6 +540,7 @@ public final class Daemon {
             let fd = fwd_accept(lfd, &peer, &local)
             if fd < 0 { return }
             let now = fwd_monotonic_ns()
+            if let f = localFilter, !f.allows(Endpoint(peer), now: now, log: log) { fwd_close(fd); continue }
             if tcpClients.count >= maxTCPClients {
                 // Full: close the connection idle the longest (the oldest activity).
                 if let victim = tcpClients.min(by: { $0.value.lastActive < $1.value.lastActive })?.key {

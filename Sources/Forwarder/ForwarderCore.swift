@@ -20,9 +20,9 @@ public final class ForwarderCore {
         /// `--server=/DOMAIN/` with no address: answered locally only (NXDOMAIN if unknown).
         public var localDomains: [String] = []
         public var hosts = HostsTable()
-        /// The longest a client waits before it gets SERVFAIL.
-        public var clientDeadline: UInt64 = 3_000_000_000
-        /// The same when every server for the name is down: SERVFAIL sooner, fewer queries held.
+        /// The longest a client waits before it gets SERVFAIL (well inside a stub's 5 s).
+        public var clientDeadline: UInt64 = 2_000_000_000
+        /// The most a query may take when every server for the name is down (see `queryBudget`).
         public var allDownDeadline: UInt64 = 1_500_000_000
         /// With no upstream at all, a query is held this long for one to appear.
         public var holdWithoutServers: UInt64 = 2_000_000_000
@@ -98,6 +98,14 @@ public final class ForwarderCore {
         var deadline: UInt64
         var transport: Transport
         var timedOut = false
+        /// A probe of a demoted server: its verdict matters even after the query is answered.
+        var probe = false
+        /// Replies that came from the server's address but with another ID or question.
+        var mismatches = 0
+        /// Set when the query was answered elsewhere while this probe was still out: the
+        /// attempt lives on (no client) until its reply or timeout gives the verdict.
+        var orphanQuery: [UInt8]? = nil
+        var orphanNameEnd = 0
     }
 
     public private(set) var config: Config
@@ -115,9 +123,11 @@ public final class ForwarderCore {
     var nextAttemptID = 1
     var rng: UInt64
     var lastOverLimitLog: UInt64 = 0
+    /// The latest `now` seen by `handleTimers` (for statistics only).
+    var lastNow: UInt64 = 0
+    var overLimitSinceLog = 0
     var lastSendFailureLog: [Int: UInt64] = [:]
     var sendFailuresNotLogged: [Int: Int] = [:]
-    var overLimitSinceLog = 0
 
     public init(config: Config) {
         self.config = config
@@ -218,6 +228,18 @@ public final class ForwarderCore {
                     if n > maxSize { n = Wire.truncateInPlace(out, questionEnd: q.questionEnd) }
                     return n
                 }
+                if client.transport == .udp {
+                    // Cached whole (from TCP) but larger than any UDP reply: TC, so the client uses TCP.
+                    let t = LocalReply.write(query: b, questionEnd: q.questionEnd, rcode: 0, qtype: q.qtype, ttl: 0,
+                                             answers: [], aa: false, into: out)
+                    if t > 0 {
+                        out[2] |= 0x02
+                        cache.hits += 1
+                        stats.cacheAnswers += 1
+                        log("cached \(Wire.nameText(b, 12) ?? "?") is truncated")
+                        return t
+                    }
+                }
             }
             cache.misses += 1
         }
@@ -262,9 +284,7 @@ public final class ForwarderCore {
         var p = Pending(key: key, query: query, nameEnd: q.nameEnd, questionEnd: q.questionEnd, qtype: q.qtype,
                         name: name, waiters: [waiter], candidates: cands,
                         order: selector.order(cands, now: now),
-                        deadline: now &+ (cands.isEmpty ? config.holdWithoutServers
-                                          : cands.allSatisfy({ selector.servers[$0].health == .down }) ? config.allDownDeadline
-                                          : config.clientDeadline),
+                        deadline: now &+ (cands.isEmpty ? config.holdWithoutServers : queryBudget(cands)),
                         transport: client.transport, started: now)
         if cands.isEmpty {
             // Held until servers appear or the deadline passes.
@@ -278,6 +298,21 @@ public final class ForwarderCore {
             startNext(pid, now: now, first: true)
         }
         return 0
+    }
+
+    /// How long a new query may take before the client gets SERVFAIL: `clientDeadline`, or,
+    /// when every candidate is demoted (everything known down), one base timeout per server
+    /// (each of them a chance to find one back) and at least two attempts' worth (a lone
+    /// server gets one retransmission, as a stub would send), so that the client learns quickly.
+    func queryBudget(_ cands: [Int]) -> UInt64 {
+        guard !cands.isEmpty, !cands.contains(where: { selector.servers[$0].isHealthy }) else { return config.clientDeadline }
+        var sum: UInt64 = 0, longest: UInt64 = 0
+        for i in cands {
+            let t = selector.timeout(for: i, probe: true)
+            sum &+= t
+            longest = max(longest, t)
+        }
+        return min(max(sum, 2 * longest) &+ 50_000_000, config.clientDeadline, config.allDownDeadline)
     }
 
     /// Answers from --address, hosts files and local-only domains. 0 = not local.
@@ -334,7 +369,11 @@ public final class ForwarderCore {
     func startNext(_ pid: Int, now: UInt64, first: Bool) {
         guard var p = pendings[pid] else { return }
         if selector.policy == .allServers && first {
-            for s in p.order where !p.excluded.contains(s) { sendAttempt(&p, pid: pid, server: s, now: now) }
+            for s in p.order where !p.excluded.contains(s) {
+                let probe = selector.isProbeDue(s, now: now)
+                if probe { selector.beginProbe(s, now: now) }
+                sendAttempt(&p, pid: pid, server: s, now: now, probe: probe)
+            }
             pendings[pid] = p
             if p.active.isEmpty { finishFailed(pid, now: now) }
             return
@@ -344,15 +383,16 @@ public final class ForwarderCore {
         // deadline is too close for one to be useful.
         var tries = 0
         if !first && now &+ 50_000_000 >= p.deadline { tries = p.order.count }
-        // Another attempt is still within its time: wait for it rather than add one.
-        if !first && p.active.contains(where: { attempts[$0].map { !$0.timedOut } ?? false }) { tries = p.order.count }
+        // Another attempt is still within its time: wait for it rather than add one
+        // (a probe of a demoted server does not count: it must not hold up the failover).
+        if !first && p.active.contains(where: { attempts[$0].map { !$0.timedOut && !$0.probe } ?? false }) { tries = p.order.count }
         if p.attemptsMade >= config.maxAttemptsPerQuery { tries = p.order.count }
         let n = p.order.count
         while tries < n {
             let s = p.order[p.nextIndex % n]
             p.nextIndex += 1
             tries += 1
-            if p.excluded.contains(s) { continue }
+            if s < 0 || p.excluded.contains(s) { continue }
             if p.active.contains(where: { attempts[$0]?.server == s && attempts[$0]?.timedOut == false }) { continue }
             // A retransmission to the same server supersedes its timed-out attempt (bounds sockets).
             let stale = p.active.filter { attempts[$0]?.server == s }
@@ -360,10 +400,16 @@ public final class ForwarderCore {
                 p.active.removeAll { $0 == aid }
                 endAttempt(aid, updatePending: false)
             }
-            sendAttempt(&p, pid: pid, server: s, now: now)
-            // A down server whose probe is due gets this query too, in parallel.
-            if first, let probe = selector.takeProbe(p.candidates, except: s, now: now), !p.excluded.contains(probe) {
-                sendAttempt(&p, pid: pid, server: probe, now: now)
+            // Every healthy server failed (or none is left): a demoted one is the last resort,
+            // and counts as its probe when one is due.
+            let isProbe = selector.isProbeDue(s, now: now)
+            if isProbe { selector.beginProbe(s, now: now) }
+            sendAttempt(&p, pid: pid, server: s, now: now, probe: isProbe)
+            // A demoted server whose probe is due gets a copy of this query, in parallel,
+            // so that the client never waits on the probe.
+            if first, let probe = selector.probeDue(p.candidates, except: s, now: now), !p.excluded.contains(probe) {
+                selector.beginProbe(probe, now: now)
+                sendAttempt(&p, pid: pid, server: probe, now: now, probe: true)
             }
             pendings[pid] = p
             return
@@ -374,7 +420,7 @@ public final class ForwarderCore {
         if !live { finishFailed(pid, now: now) }
     }
 
-    func sendAttempt(_ p: inout Pending, pid: Int, server: Int, now: UInt64, transport: Transport? = nil) {
+    func sendAttempt(_ p: inout Pending, pid: Int, server: Int, now: UInt64, transport: Transport? = nil, probe: Bool = false) {
         let transport = transport ?? p.transport
         let aid = nextAttemptID
         nextAttemptID += 1
@@ -382,11 +428,12 @@ public final class ForwarderCore {
         var bytes = p.query
         bytes[0] = UInt8(id >> 8); bytes[1] = UInt8(id & 0xff)
         let ep = selector.servers[server].spec.endpoint
-        var timeout = selector.timeout(for: server)
+        // A demoted server (a probe, or the last resort) waits its base timeout, not a doubled one.
+        var timeout = selector.timeout(for: server, probe: probe || !selector.servers[server].isHealthy)
         if transport == .tcp { timeout = max(timeout * 2, 1_000_000_000) }
         let deadline = min(now &+ timeout, p.deadline)
         attempts[aid] = Attempt(pending: pid, server: server, endpoint: ep, upstreamID: id, sentAt: now,
-                                deadline: deadline, transport: transport)
+                                deadline: deadline, transport: transport, probe: probe)
         p.active.append(aid)
         p.attemptsMade += 1
         selector.noteSent(server)
@@ -410,47 +457,71 @@ public final class ForwarderCore {
 
     /// Bytes arrived on attempt `attempt`'s socket from `from`.
     public func handleUpstreamReply(attempt aid: Int, bytes b: UnsafeRawBufferPointer, from: Endpoint, now: UInt64) {
-        guard let a = attempts[aid], let p = pendings[a.pending] else {
+        guard let a = attempts[aid] else {
             stats.droppedLate += 1
             return
         }
+        let pending = pendings[a.pending]
+        guard pending != nil || a.orphanQuery != nil else {
+            stats.droppedLate += 1
+            return
+        }
+        let query = pending?.query ?? a.orphanQuery!
+        let nameEnd = pending?.nameEnd ?? a.orphanNameEnd
         // Anti-spoofing: same address and port, same ID, a response, same question.
         guard from == a.endpoint, b.count >= 12, Wire.u16(b, 0) == a.upstreamID, b[2] & 0x80 != 0,
-              p.query.withUnsafeBytes({ Wire.sameQuestion(b, $0, queryNameEnd: p.nameEnd) }) else {
-            if from == a.endpoint && !a.timedOut {
-                // From the server's own address and port but not our answer: garbage, or
-                // a wrong ID or question (a broken server, or a spoofer). Either way, ask the
-                // next server now, and keep listening here for the genuine reply.
-                var t = a
-                t.timedOut = true
-                attempts[aid] = t
-                if Wire.scanReply(b, collectOffsets: false) == nil {
-                    stats.droppedMalformedReplies += 1
-                    log("reply from \(a.endpoint.serverText) is malformed, retrying")
-                } else {
-                    stats.droppedSpoofed += 1
-                    log("\(a.endpoint.serverText) did not answer (a reply with the wrong ID or question was dropped), retrying")
+              query.withUnsafeBytes({ Wire.sameQuestion(b, $0, queryNameEnd: nameEnd) }) else {
+            if from == a.endpoint, b.count >= 12, Wire.u16(b, 0) == a.upstreamID, b[2] & 0x80 != 0,
+               Wire.scanReply(b, collectOffsets: false) == nil {
+                // Our ID from the server's own address and port, and no readable message: the
+                // server is broken (a forger would have to guess port and ID to do this).
+                stats.droppedMalformedReplies += 1
+                log("reply from \(a.endpoint.serverText) is malformed, retrying")
+                failAttempt(aid, now: now, timedOut: false, reason: "malformed reply")
+                return
+            }
+            stats.droppedSpoofed += 1
+            if from == a.endpoint {
+                // From the server's own address and port: a broken server, or a forgery that
+                // guessed the port. Not enough to fail over on: the genuine reply may still
+                // come, and the attempt's timeout decides.
+                selector.noteMismatch(a.server)
+                attempts[aid]!.mismatches += 1
+                if a.mismatches == 0 {
+                    log("reply from \(a.endpoint.serverText) has a mismatched ID or question, ignored")
                 }
-                failAttempt(aid, now: now, timedOut: true, exclude: true)
-            } else {
-                stats.droppedSpoofed += 1
             }
             return
         }
         guard let info = Wire.scanReply(b, collectOffsets: cache.capacity > 0) else {
             stats.droppedMalformedReplies += 1
             log("reply from \(a.endpoint.serverText) is malformed, retrying")
-            failAttempt(aid, now: now, timedOut: false)
+            failAttempt(aid, now: now, timedOut: false, reason: "malformed reply")
             return
         }
         let rtt = Double(now &- a.sentAt) / 1e9
         if info.rcode == 5 || info.rcode == 2 {
-            log("reply from \(a.endpoint.serverText) is \(info.rcode == 5 ? "REFUSED" : "SERVFAIL"), retrying")
-            failAttempt(aid, now: now, timedOut: false)
+            let rc = info.rcode == 5 ? "REFUSED" : "SERVFAIL"
+            selector.noteRTT(a.server, rtt: rtt)
+            log("reply from \(a.endpoint.serverText) is \(rc), retrying")
+            failAttempt(aid, now: now, timedOut: false, reason: rc)
             return
         }
-        selector.noteSuccess(a.server, rtt: rtt, nxdomain: info.rcode == 3, late: a.timedOut)
-        if info.truncated && a.transport == .udp {
+        let tcRetry = info.truncated && a.transport == .udp
+        if pending == nil {
+            // A probe whose query was answered elsewhere: only its verdict is left.
+            if tcRetry {
+                selector.noteRTT(a.server, rtt: rtt)
+                selector.probeInconclusive(a.server, now: now)
+            } else {
+                noteHealth(a.server, selector.noteSuccess(a.server, rtt: rtt, nxdomain: info.rcode == 3, now: now), reason: "")
+            }
+            endAttempt(aid)
+            return
+        }
+        let p = pending!
+        noteHealth(a.server, selector.noteSuccess(a.server, rtt: rtt, nxdomain: info.rcode == 3, final: !tcRetry, late: a.timedOut && !a.probe, now: now), reason: "")
+        if tcRetry && a.server >= 0 {
             // Ask the same server again over TCP; keep the truncated reply as a fallback.
             var np = p
             np.truncatedReply = Array(b)
@@ -458,7 +529,7 @@ public final class ForwarderCore {
             pendings[a.pending] = np
             endAttempt(aid)
             np = pendings[a.pending]!
-            sendAttempt(&np, pid: a.pending, server: a.server, now: now, transport: .tcp)
+            sendAttempt(&np, pid: a.pending, server: a.server, now: now, transport: .tcp, probe: a.probe)
             pendings[a.pending] = np
             return
         }
@@ -487,8 +558,9 @@ public final class ForwarderCore {
         var buf = [CChar](repeating: 0, count: 128)
         fwd_strerror(e, &buf, 128)
         let text = String(cString: buf)
+        // Always logged: this is an operational error, not query logging.
         opsLog(server: a.server, "failed to send to \(a.endpoint.serverText): \(text)", now: now)
-        failAttempt(aid, now: now, timedOut: false)
+        failAttempt(aid, now: now, timedOut: false, reason: text)
     }
 
     /// An upstream problem: logged even without --log-queries, but then at most once
@@ -509,14 +581,45 @@ public final class ForwarderCore {
         }
     }
 
-    /// An attempt failed. `timedOut`: it stays open (a late reply may still win).
-    /// `exclude`: this server is not asked again for this query (always so unless timed out).
-    func failAttempt(_ aid: Int, now: UInt64, timedOut: Bool, exclude: Bool = false) {
+    /// Logs a health transition (always: it is operational, not query logging).
+    func noteHealth(_ i: Int, _ change: HealthChange, reason: String) {
+        guard selector.servers.indices.contains(i) else { return }
+        let ip = selector.servers[i].spec.endpoint.serverText
+        func secs(_ ns: UInt64) -> String {
+            let tenths = (ns + 50_000_000) / 100_000_000
+            return "\(tenths / 10).\(tenths % 10)s"
+        }
+        switch change {
+        case .none: break
+        case .demoted(let retryIn):
+            actions.append(.log("demoting \(ip) (\(reason)); probing it again in \(secs(retryIn))"))
+        case .stillDown(let retryIn):
+            actions.append(.log("probe of \(ip) failed (\(reason)); probing it again in \(secs(retryIn))"))
+        case .restored:
+            actions.append(.log("\(ip) answers again; back in use"))
+        }
+    }
+
+    func failAttempt(_ aid: Int, now: UInt64, timedOut: Bool, reason: String) {
         guard let a = attempts[aid] else { return }
-        selector.noteFailure(a.server, now: now, timedOut: timedOut, sentAt: a.sentAt)
+        noteHealth(a.server, selector.noteFailure(a.server, now: now, timedOut: timedOut), reason: reason)
         selector.noteRetried(a.server)
+        if pendings[a.pending] == nil {
+            // An orphaned probe: nothing else to do.
+            endAttempt(aid)
+            return
+        }
         if var p = pendings[a.pending] {
-            if !timedOut || exclude { p.excluded.insert(a.server) }
+            if !timedOut { p.excluded.insert(a.server) }
+            // Every server for this query is now down: the query gets what a query
+            // starting now would (`allDownDeadline` from its start), not the full deadline.
+            if !p.candidates.isEmpty && !p.candidates.contains(where: { selector.servers.indices.contains($0) && selector.servers[$0].isHealthy }) {
+                let shorter = max(p.started &+ config.allDownDeadline, now &+ 50_000_000)
+                if shorter < p.deadline {
+                    p.deadline = shorter
+                    timers.push(shorter, kind: .pending, id: a.pending)
+                }
+            }
             pendings[a.pending] = p
         }
         if !timedOut { endAttempt(aid) }
@@ -564,7 +667,16 @@ public final class ForwarderCore {
 
     func finish(_ pid: Int) {
         guard let p = pendings[pid] else { return }
-        for aid in p.active { endAttempt(aid) }
+        for aid in p.active {
+            if var a = attempts[aid], a.probe, !a.timedOut {
+                // Keep a probe out until its verdict (its socket and timer stay).
+                a.orphanQuery = p.query
+                a.orphanNameEnd = p.nameEnd
+                attempts[aid] = a
+                continue
+            }
+            endAttempt(aid)
+        }
         pendings.removeValue(forKey: pid)
         if pendingByKey[p.key] == pid { pendingByKey.removeValue(forKey: p.key) }
     }
@@ -588,6 +700,7 @@ public final class ForwarderCore {
     }
 
     public func handleTimers(now: UInt64) {
+        lastNow = now
         while let item = timers.popDue(now) {
             guard isValid(item) else { continue }
             switch item.kind {
@@ -595,9 +708,9 @@ public final class ForwarderCore {
                 guard var a = attempts[item.id] else { continue }
                 a.timedOut = true
                 attempts[item.id] = a
-                opsLog(server: a.server, "\(a.endpoint.serverText) did not answer, retrying", now: now)
+                if pendings[a.pending] != nil { opsLog(server: a.server, "\(a.endpoint.serverText) did not answer, retrying", now: now) }
                 // The late reply may still win: the attempt stays open until the query ends.
-                failAttempt(item.id, now: now, timedOut: true)
+                failAttempt(item.id, now: now, timedOut: true, reason: "did not answer")
             case .pending:
                 finishFailed(item.id, now: now)
             }
@@ -705,8 +818,15 @@ public final class ForwarderCore {
         out.append("queries forwarded \(stats.forwarded), queries answered locally \(stats.cacheAnswers + stats.localAnswers), queries in flight \(pendings.count), coalesced \(stats.coalesced)")
         out.append("SERVFAIL: no answer \(stats.servfailNoAnswer), over --dns-forward-max \(stats.servfailOverLimit); FORMERR \(stats.formerr)")
         out.append("dropped: replies spoofed or mismatched \(stats.droppedSpoofed), late \(stats.droppedLate), malformed \(stats.droppedMalformedReplies); queries unreadable \(stats.droppedQueries)")
+        let now = lastNow
         for s in selector.servers {
-            out.append("server \(s.spec.endpoint.fullText): queries sent \(s.queriesSent), retried \(s.retried), failed \(s.failed), nxdomain replies \(s.nxdomain), avg. latency \(s.avgLatencyMs)ms, health \(s.health.rawValue)")
+            var health = s.health.rawValue
+            if s.health != .healthy {
+                health += " for \((now &- s.demotedAt) / 1_000_000)ms"
+                if s.health == .demoted { health += ", next probe in \(s.probeAt > now ? (s.probeAt - now) / 1_000_000 : 0)ms" }
+            }
+            let srtt = s.srtt.map { "\(Int($0 * 1000))ms" } ?? "unknown"
+            out.append("server \(s.spec.endpoint.fullText): queries sent \(s.queriesSent), retried \(s.retried), failed \(s.failed), nxdomain replies \(s.nxdomain), avg. latency \(s.avgLatencyMs)ms, health \(health), srtt \(srtt), timeout \(selector.timeout(for: selector.servers.firstIndex { $0.spec == s.spec }!) / 1_000_000)ms, demoted \(s.demotions) times, mismatched replies \(s.mismatched)")
         }
         return out
     }

@@ -29,6 +29,9 @@ public struct Options: Equatable {
     public var dnsForwardMax = 4096
     /// With no upstream known, how long a query waits for one (ms).
     public var holdQueriesMs = 2000
+    /// `--local-service`: accepted; it is what the forwarder does anyway whenever no
+    /// --listen-address is given (answer only clients on directly attached networks).
+    public var localService = false
     public var help = false
     public var version = false
 
@@ -61,6 +64,7 @@ public struct Options: Equatable {
         ("no-daemon", "d", nil, "Accepted; the forwarder always runs in the foreground and logs to stderr."),
         ("dns-forward-max", "0", "N", "At most N queries in flight upstream (default 4096); past it clients get SERVFAIL, never REFUSED."),
         ("hold-queries", nil, "MS", "With no upstream known yet (resolv-file missing or empty), hold queries up to MS ms (default 2000), then SERVFAIL."),
+        ("local-service", nil, nil, "Answer only clients on directly attached networks (the default unless --listen-address is given); others are dropped."),
         ("help", "w", nil, "Show this help."),
         ("version", "v", nil, "Show the version."),
     ]
@@ -167,6 +171,7 @@ public struct Options: Equatable {
         case "keep-in-foreground", "no-daemon": break
         case "dns-forward-max": dnsForwardMax = try int(1, 1_000_000)
         case "hold-queries": holdQueriesMs = try int(0, 60_000)
+        case "local-service": localService = true
         case "help": help = true
         case "version": version = true
         case "conf-file":
