@@ -1,33 +1,50 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A size-bounded LRU cache of whole replies in wire form, keyed by the
 /// lower-cased wire question plus a flags byte (EDNS present, DO, CD).
 ///
 /// A hit copies the stored bytes into the caller's buffer and patches the ID,
-/// the question's letter case, RD and every TTL (counted down), without
-/// decoding or allocating: the lookup hashes the packet's question bytes in
-/// place and compares them against stored keys.
+/// the question (the client's letter case), RD and every TTL (counted down),
+/// without decoding or allocating: the lookup hashes the packet's question bytes
+/// in place and compares them against the stored copy.
+///
+/// Memory (issue 8: no worse per entry than dnsmasq): an entry is a 40-byte
+/// record in one array plus one blob in a slab arena (no per-entry heap object):
+/// the reply's bytes, whose question section holds the lower-cased key (so the key
+/// is not stored twice), followed by the TTL offsets as UInt16. Blobs are rounded
+/// to 8 bytes; freed blobs go on a free list per size and are reused by the next
+/// blob of that size. The bucket array has one slot per entry of capacity.
 struct ReplyCache {
     struct Entry {
-        var key: [UInt8] = []
-        var reply: [UInt8] = []
-        var ttlOffsets: [UInt16] = []
         var storedAt: UInt64 = 0      // ns
-        var expires: UInt64 = 0       // ns
-        var ttl: UInt32 = 0
-        var hash: UInt64 = 0
+        var blob: UInt32 = 0          // arena address of the reply + offsets
+        var hash: UInt32 = 0
+        var ttl: UInt32 = 0           // s; expires at storedAt + ttl
         var nextInBucket: Int32 = -1
         var prev: Int32 = -1          // LRU: towards most recent
         var next: Int32 = -1          // LRU: towards least recent
+        var replyLen: UInt16 = 0
+        var offsetCount: UInt16 = 0
+        var questionLen: UInt16 = 0   // bytes 12..<12+questionLen of the reply are the key
+        var flags: UInt8 = 0
         var used = false
+
+        var expires: UInt64 { storedAt &+ UInt64(ttl) &* 1_000_000_000 }
+        var blobSize: Int { (Int(replyLen) + 2 * Int(offsetCount) + 7) & ~7 }
     }
 
     let capacity: Int
     private(set) var entries: [Entry] = []
     private var buckets: [Int32] = []
-    private var mask: UInt64 = 0
+    private var mask: UInt32 = 0
     private var free: [Int32] = []
     private var head: Int32 = -1   // most recently used
     private var tail: Int32 = -1   // least recently used
+    private var arena = Arena()
     private(set) var count = 0
+    var arenaBytes: Int { arena.bytesReserved }
     var hits = 0
     var misses = 0
     var insertions = 0
@@ -37,49 +54,49 @@ struct ReplyCache {
         self.capacity = max(0, capacity)
         guard self.capacity > 0 else { return }
         var n = 16
-        while n < self.capacity * 2 { n <<= 1 }
+        while n < self.capacity { n <<= 1 }
         buckets = [Int32](repeating: -1, count: n)
-        mask = UInt64(n - 1)
-        entries.reserveCapacity(min(self.capacity, 1 << 16))
+        mask = UInt32(n - 1)
+        // Reserved once (pages are touched only as entries are used), so that growth
+        // never leaves a half-sized old copy behind in the heap.
+        entries.reserveCapacity(min(self.capacity, 1 << 22))
     }
 
-    @inline(__always) static func hashBytes(_ b: UnsafeRawBufferPointer, from: Int, to: Int, flags: UInt8) -> UInt64 {
+    @inline(__always) static func hashBytes(_ p: UnsafePointer<UInt8>, count: Int, flags: UInt8) -> UInt32 {
         var h: UInt64 = 0xcbf29ce484222325
-        var i = from
-        while i < to {
-            h = (h ^ UInt64(Wire.lower(b[i]))) &* 0x100000001b3
+        var i = 0
+        while i < count {
+            h = (h ^ UInt64(Wire.lower(p[i]))) &* 0x100000001b3
             i += 1
         }
         h = (h ^ UInt64(flags)) &* 0x100000001b3
-        return h ^ (h >> 29)
+        return UInt32(truncatingIfNeeded: h ^ (h >> 32))
     }
 
     /// Finds a live entry for the question at 12..<questionEnd of `b` with `flags`.
     mutating func find(_ b: UnsafeRawBufferPointer, questionEnd: Int, flags: UInt8, now: UInt64) -> Int? {
-        guard capacity > 0 else { return nil }
-        let h = ReplyCache.hashBytes(b, from: 12, to: questionEnd, flags: flags)
+        guard capacity > 0, questionEnd > 12, questionEnd <= b.count else { return nil }
+        let q = b.baseAddress!.assumingMemoryBound(to: UInt8.self) + 12
+        let qlen = questionEnd - 12
+        let h = ReplyCache.hashBytes(q, count: qlen, flags: flags)
         var i = buckets[Int(h & mask)]
-        let klen = questionEnd - 12 + 1
         while i >= 0 {
             let idx = Int(i)
-            let matched: Bool = entries[idx].hash == h && entries[idx].key.count == klen && entries[idx].key.withUnsafeBufferPointer { k in
-                if k[klen - 1] != flags { return false }
+            let e = entries[idx]
+            if e.hash == h && Int(e.questionLen) == qlen && e.flags == flags {
+                let k = arena.pointer(e.blob) + 12
                 var j = 0
-                while j < klen - 1 {
-                    if k[j] != Wire.lower(b[12 + j]) { return false }
-                    j += 1
+                while j < qlen && k[j] == Wire.lower(q[j]) { j += 1 }
+                if j == qlen {
+                    if e.expires <= now {
+                        remove(idx)
+                        return nil
+                    }
+                    touch(idx)
+                    return idx
                 }
-                return true
             }
-            if matched {
-                if entries[idx].expires <= now {
-                    remove(idx)
-                    return nil
-                }
-                touch(idx)
-                return idx
-            }
-            i = entries[idx].nextInBucket
+            i = e.nextInBucket
         }
         return nil
     }
@@ -87,21 +104,26 @@ struct ReplyCache {
     /// Writes entry `idx` as a reply to the query in `query` into `out`; returns the length, or 0 if `out` is too small.
     func serve(_ idx: Int, query: UnsafeRawBufferPointer, questionEnd: Int, now: UInt64, into out: UnsafeMutableRawBufferPointer) -> Int {
         let e = entries[idx]
-        let n = e.reply.count
-        guard n <= out.count else { return 0 }
-        e.reply.withUnsafeBytes { r in
-            out.baseAddress!.copyMemory(from: r.baseAddress!, byteCount: n)
-        }
-        // ID and RD from the query; question bytes (letter case) from the query.
-        out[0] = query[0]; out[1] = query[1]
-        out[2] = (out[2] & 0xFE) | (query[2] & 0x01)
-        var j = 12
-        while j < questionEnd - 4 { out[j] = query[j]; j += 1 }
+        let n = Int(e.replyLen)
+        guard n <= out.count, questionEnd <= query.count, questionEnd <= n else { return 0 }
+        let src = arena.pointer(e.blob)
+        let dst = out.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        dst.update(from: src, count: n)
+        // ID and RD from the query; the question (letter case, type, class) from the query.
+        let qp = query.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        dst[0] = qp[0]; dst[1] = qp[1]
+        dst[2] = (dst[2] & 0xFE) | (qp[2] & 0x01)
+        (dst + 12).update(from: qp + 12, count: questionEnd - 12)
         let elapsed = UInt32(min((now &- e.storedAt) / 1_000_000_000, UInt64(UInt32.max)))
-        for off in e.ttlOffsets {
-            let o = Int(off)
-            let t = Wire.u32(UnsafeRawBufferPointer(out), o)
-            Wire.put32(out, o, t > elapsed ? t - elapsed : 0)
+        if elapsed > 0 {
+            let offs = src + n
+            for k in 0..<Int(e.offsetCount) {
+                let o = Int(offs[2 * k]) | Int(offs[2 * k + 1]) << 8
+                let t = UInt32(dst[o]) << 24 | UInt32(dst[o + 1]) << 16 | UInt32(dst[o + 2]) << 8 | UInt32(dst[o + 3])
+                let v = t > elapsed ? t - elapsed : 0
+                dst[o] = UInt8(v >> 24); dst[o + 1] = UInt8((v >> 16) & 0xff)
+                dst[o + 2] = UInt8((v >> 8) & 0xff); dst[o + 3] = UInt8(v & 0xff)
+            }
         }
         return n
     }
@@ -114,20 +136,27 @@ struct ReplyCache {
 
     /// Stores a reply. TTLs in the stored copy are clamped to `ttl` so that they
     /// never outlive the entry (RFC 2308: a negative answer's SOA TTL is its lifetime).
+    /// `key` is the lower-cased question (name, type, class) plus the flags byte; the
+    /// reply's question section must have the same length.
     mutating func insert(key: [UInt8], reply: [UInt8], ttlOffsets: [UInt16], ttl: UInt32, now: UInt64) {
         guard capacity > 0, ttl > 0, key.count >= 6 else { return }
-        let flags = key[key.count - 1]
+        let qlen = key.count - 1
+        let flags = key[qlen]
+        guard reply.count >= 12 + qlen, reply.count <= Int(UInt16.max), ttlOffsets.count <= Int(UInt16.max) else { return }
+        for off in ttlOffsets where Int(off) + 4 > reply.count || Int(off) < 12 + qlen { return }
         // Replace an existing entry with the same key.
-        let existing: Int? = key.withUnsafeBytes { kb -> Int? in
-            let h = ReplyCache.hashBytes(kb, from: 0, to: key.count - 1, flags: flags)
-            var i = buckets[Int(h & mask)]
-            while i >= 0 {
-                if entries[Int(i)].hash == h && entries[Int(i)].key == key { return Int(i) }
-                i = entries[Int(i)].nextInBucket
+        let h: UInt32 = key.withUnsafeBufferPointer { ReplyCache.hashBytes($0.baseAddress!, count: qlen, flags: flags) }
+        var i = buckets[Int(h & mask)]
+        while i >= 0 {
+            let e = entries[Int(i)]
+            if e.hash == h && Int(e.questionLen) == qlen && e.flags == flags {
+                let k = arena.pointer(e.blob) + 12
+                var j = 0
+                while j < qlen && k[j] == key[j] { j += 1 }
+                if j == qlen { remove(Int(i)); break }
             }
-            return nil
+            i = e.nextInBucket
         }
-        if let ex = existing { remove(ex) }
         let idx: Int
         if let f = free.popLast() {
             idx = Int(f)
@@ -140,18 +169,26 @@ struct ReplyCache {
             evictions += 1
             _ = free.popLast()
         }
-        var stored = reply
-        stored.withUnsafeMutableBytes { out in
-            for off in ttlOffsets {
-                let o = Int(off)
-                if Wire.u32(UnsafeRawBufferPointer(out), o) > ttl { Wire.put32(out, o, ttl) }
+        var e = Entry(storedAt: now, blob: 0, hash: h, ttl: ttl, nextInBucket: -1, prev: -1, next: head,
+                      replyLen: UInt16(reply.count), offsetCount: UInt16(ttlOffsets.count),
+                      questionLen: UInt16(qlen), flags: flags, used: true)
+        e.blob = arena.allocate(e.blobSize)
+        let p = arena.pointer(e.blob)
+        reply.withUnsafeBufferPointer { p.update(from: $0.baseAddress!, count: reply.count) }
+        key.withUnsafeBufferPointer { (p + 12).update(from: $0.baseAddress!, count: qlen) }
+        let offs = p + reply.count
+        for (k, off) in ttlOffsets.enumerated() {
+            offs[2 * k] = UInt8(off & 0xff); offs[2 * k + 1] = UInt8(off >> 8)
+            let o = Int(off)
+            let t = UInt32(p[o]) << 24 | UInt32(p[o + 1]) << 16 | UInt32(p[o + 2]) << 8 | UInt32(p[o + 3])
+            if t > ttl {
+                p[o] = UInt8(ttl >> 24); p[o + 1] = UInt8((ttl >> 16) & 0xff)
+                p[o + 2] = UInt8((ttl >> 8) & 0xff); p[o + 3] = UInt8(ttl & 0xff)
             }
         }
-        let h: UInt64 = key.withUnsafeBytes { ReplyCache.hashBytes($0, from: 0, to: key.count - 1, flags: flags) }
         let bucket = Int(h & mask)
-        entries[idx] = Entry(key: key, reply: stored, ttlOffsets: ttlOffsets, storedAt: now,
-                             expires: now &+ UInt64(ttl) * 1_000_000_000, ttl: ttl, hash: h,
-                             nextInBucket: buckets[bucket], prev: -1, next: head, used: true)
+        e.nextInBucket = buckets[bucket]
+        entries[idx] = e
         buckets[bucket] = Int32(idx)
         if head >= 0 { entries[Int(head)].prev = Int32(idx) }
         head = Int32(idx)
@@ -191,6 +228,7 @@ struct ReplyCache {
             i = entries[Int(i)].nextInBucket
         }
         unlinkLRU(idx)
+        arena.release(entries[idx].blob, size: entries[idx].blobSize)
         entries[idx] = Entry()
         free.append(Int32(idx))
         count -= 1
@@ -202,7 +240,69 @@ struct ReplyCache {
         entries.removeAll(keepingCapacity: true)
         for i in 0..<buckets.count { buckets[i] = -1 }
         free.removeAll()
+        arena.reset()
         head = -1; tail = -1
         count = 0
+    }
+}
+
+/// Slabs of 1 MiB for the cache's blobs, addressed by a UInt32 (slab << 20 | offset).
+/// Freed blocks go on an intrusive free list per size (multiples of 8) and are
+/// reused first. A class instance so that copies of the cache share one arena
+/// (the cache lives in one place; this only avoids copy-on-write surprises).
+final class Arena {
+    static let slabShift = 20
+    static let slabSize = 1 << slabShift
+    static let none: UInt32 = .max
+    private var slabs: [UnsafeMutablePointer<UInt8>] = []
+    private var used = 0             // bytes used in the last slab
+    private var freeLists: [UInt32] = []   // head per size class (size / 8)
+
+    deinit { reset() }
+
+    /// Bytes held in slabs.
+    var bytesReserved: Int { slabs.count * Arena.slabSize }
+
+    @inline(__always) func pointer(_ a: UInt32) -> UnsafeMutablePointer<UInt8> {
+        slabs[Int(a >> UInt32(Arena.slabShift))] + Int(a & UInt32(Arena.slabSize - 1))
+    }
+
+    /// `size`: a multiple of 8, at least 8, at most a slab.
+    func allocate(_ size: Int) -> UInt32 {
+        let cls = size >> 3
+        if cls < freeLists.count, freeLists[cls] != Arena.none {
+            let a = freeLists[cls]
+            freeLists[cls] = UnsafeRawPointer(pointer(a)).loadUnaligned(as: UInt32.self)
+            return a
+        }
+        if slabs.isEmpty || used + size > Arena.slabSize {
+            if !slabs.isEmpty {
+                // Keep the rest of the full slab for smaller blobs.
+                let rest = (Arena.slabSize - used) & ~7
+                if rest >= 8 && rest <= 8192 { release(UInt32((slabs.count - 1) << Arena.slabShift | used), size: rest) }
+            }
+            let raw = malloc(Arena.slabSize)!
+            slabs.append(raw.assumingMemoryBound(to: UInt8.self))
+            used = 0
+        }
+        let a = UInt32((slabs.count - 1) << Arena.slabShift | used)
+        used += size
+        return a
+    }
+
+    func release(_ a: UInt32, size: Int) {
+        let cls = size >> 3
+        if cls >= freeLists.count {
+            freeLists.append(contentsOf: repeatElement(Arena.none, count: cls + 1 - freeLists.count))
+        }
+        UnsafeMutableRawPointer(pointer(a)).storeBytes(of: freeLists[cls], as: UInt32.self)
+        freeLists[cls] = a
+    }
+
+    func reset() {
+        for s in slabs { Glibc.free(s) }
+        slabs.removeAll()
+        freeLists.removeAll()
+        used = 0
     }
 }

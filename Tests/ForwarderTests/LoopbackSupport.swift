@@ -45,7 +45,7 @@ enum Sock {
 
     /// One UDP exchange through a socket connected to ip:port (so only a reply from
     /// exactly that address and port is accepted).
-    static func udpQuery(_ bytes: [UInt8], ip: String, port: UInt16, timeoutMs: Int = 1000) -> [UInt8]? {
+    static func udpQuery(_ bytes: [UInt8], ip: String, port: UInt16, timeoutMs: Int = 5000) -> [UInt8]? {
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -63,7 +63,7 @@ enum Sock {
         _ = withSockaddr(addr(ip, port)) { a, l in bytes.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, 0, a, l) } }
     }
 
-    static func tcpConnect(ip: String, port: UInt16, timeoutMs: Int = 2000) -> Int32? {
+    static func tcpConnect(ip: String, port: UInt16, timeoutMs: Int = 5000) -> Int32? {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return nil }
         setTimeout(fd, ms: timeoutMs)
