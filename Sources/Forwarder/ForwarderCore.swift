@@ -548,6 +548,8 @@ public final class ForwarderCore {
             }
         }
         if config.logQueries { logAnswer("reply", b, qtype: p.qtype, rcode: info.rcode) }
+        // This attempt has its verdict (a probe that answered must not live on as an orphan).
+        endAttempt(aid)
         deliver(a.pending, reply: b)
     }
 

@@ -122,6 +122,22 @@ final class HealthTests: XCTestCase {
         XCTAssertEqual(h.sends.last?.server, H.serverA)
     }
 
+    func testAProbeThatAnswersFirstIsDoneAndTheServerStaysUp() {
+        let h = H(servers: [H.serverA, H.serverB])
+        _ = h.ask("r.test")
+        h.answer(0, rcode: .refused)
+        h.answer(1, answers: [H.a("r.test", "192.0.2.1")])
+        h.now += 600 * Self.ms
+        _ = h.ask("probe.test")
+        XCTAssertEqual(h.sends.suffix(2).map { $0.server }, [H.serverB, H.serverA])
+        h.answer(3, answers: [H.a("probe.test", "192.0.2.1")], afterMs: 1)   // the probe wins
+        XCTAssertEqual(h.replies.count, 2)
+        XCTAssertEqual(h.core.attempts.count, 0, "no attempt left behind")
+        h.run(forMs: 3000)
+        XCTAssertEqual(h.core.selector.servers[0].health, .healthy)
+        XCTAssertEqual(h.logs.filter { $0.hasPrefix("demoting") }.count, 1, "\(h.logs)")
+    }
+
     func testOrphanedProbeTimeoutDoublesTheBackoff() {
         let h = H(servers: [H.serverA, H.serverB])
         _ = h.ask("r.test")

@@ -116,7 +116,7 @@ def scenario(mode, policy):
             y += "    only: [ours]\n"
         if d and d[3]:
             y += "  - upstream-saw: { upstream: A, since: 1s, min: 40 }\n    only: [dnsmasq]\n"
-        y += "  - upstream-saw: { upstream: B, name: ocp36-lb.example.com, min: 75 }\n"
+        y += "  - upstream-saw: { upstream: B, name: ocp36-lb.example.com, min: 70 }\n"
         if d:
             y += "    only: [ours]\n"
     if mode.startswith("truncated"):

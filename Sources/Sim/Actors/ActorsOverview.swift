@@ -55,10 +55,9 @@
 //
 // Hostile actors (issue 9):
 //
-// - `Spoofer.flood(upstream:resolver:ports:names:poison:rate:count:)` -> a
-//   `PacketFlood` of forged replies: the upstream's address and port as source
-//   (IP_TRANSPARENT, so the attacker host need not own it; CAP_NET_ADMIN in its
-//   namespace), the right question, random ID, guessed port, poisoned answer.
+// - `RawSpoofer`: forged replies from a raw IPv4 socket (IP_HDRINCL): the
+//   upstream's address and port as source, the right question, random ID,
+//   guessed port, poisoned answer; bounded by count, rate and duration.
 // - `MalformedPackets.catalog` (named broken datagrams) and
 //   `MalformedPackets.flood(target:rate:count:)`.
 // - `TCPIdlers(target:connections:)`: a slowloris of N idle connections (half a

@@ -2,8 +2,7 @@ import Glibc
 
 /// A bounded UDP flood from one socket: payloads sent round-robin at a paced
 /// rate, optionally with a random DNS ID and a guessed destination port each.
-/// The engine under `Spoofer` (forged replies) and the malformed-packet
-/// nuisance of the soak (`MalformedPackets.catalog`).
+/// The engine under the malformed-packet nuisance of the soak (`MalformedPackets`).
 public final class PacketFlood: @unchecked Sendable {
     public static let maxPackets = 10_000_000
     public static let maxRate = 1_000_000.0
