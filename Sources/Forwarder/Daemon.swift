@@ -78,7 +78,7 @@ public final class Daemon {
     /// Uses of one upstream UDP socket before it is closed (a new one gets a new port).
     public var udpSocketUses = 64
     /// Idle upstream UDP sockets kept per server.
-    public var udpSocketsIdlePerServer = 64
+    public var udpSocketsIdlePerServer = 256
     /// Idle upstream UDP sockets are closed after this long unused.
     public var udpSocketIdle: UInt64 = 5_000_000_000
     var lastIdleSweep: UInt64 = 0
@@ -336,8 +336,8 @@ public final class Daemon {
     // MARK: the loop
 
     public func run() -> Int32 {
-        var tokens = [UInt64](repeating: 0, count: 128)
-        var events = [UInt32](repeating: 0, count: 128)
+        var tokens = [UInt64](repeating: 0, count: 256)
+        var events = [UInt32](repeating: 0, count: 256)
         while running {
             var timeout: Int32 = 1000
             let now = fwd_monotonic_ns()
@@ -345,7 +345,7 @@ public final class Daemon {
                 let ms = d > now ? (d - now + 999_999) / 1_000_000 : 0
                 timeout = Int32(min(ms, 1000))
             }
-            let n = fwd_epoll_wait(epfd, &tokens, &events, 128, timeout)
+            let n = fwd_epoll_wait(epfd, &tokens, &events, 256, timeout)
             if n < 0 { log("epoll_wait: \(Daemon.errnoText(-n))"); return 1 }
             for i in 0..<Int(n) {
                 let t = tokens[i]
@@ -422,7 +422,10 @@ public final class Daemon {
     func readUDP(_ idx: Int) {
         guard let b = batch else { return }
         let fd = udpFDs[idx]
-        for _ in 0..<16 {   // bounded, so that other sockets get their turn
+        // Bounded (4 batches of 64), so that upstream replies get their turn: in a burst,
+        // reading 1024 new queries per pass against at most 127 replies made the replies
+        // queue up (hundreds of ms of latency).
+        for _ in 0..<4 {
             let n = Int(fwd_recv_batch(fd, b))
             if n <= 0 { return }
             var outCount: Int32 = 0
@@ -501,8 +504,7 @@ public final class Daemon {
         case .udp:
             guard bytes.count >= 2 else { core.handleSendFailure(attempt: aid, errno: EINVAL, now: now); return }
             var fd: Int32 = -1
-            if var idle = idleUDP[server], let f = idle.popLast() {
-                idleUDP[server] = idle.isEmpty ? nil : idle
+            if let f = idleUDP[server]?.popLast() {   // in place (no copy of the pool)
                 fd = f
             } else {
                 fd = fwd_udp_connect(&ca)
@@ -577,6 +579,7 @@ public final class Daemon {
         var old: [Int32] = []
         for (_, l) in idleUDP { for fd in l where now &- (udpSocks[fd]?.lastUsed ?? 0) >= udpSocketIdle { old.append(fd) } }
         for fd in old { closeIdleUDP(fd) }
+        for (server, l) in idleUDP where l.isEmpty { idleUDP.removeValue(forKey: server) }
     }
 
     /// Sends the client replies collected by `sendReply`.
@@ -613,6 +616,9 @@ public final class Daemon {
             }
             scratch.withUnsafeBytes { core.handleUpstreamReply(attempt: s.attempt, bytes: UnsafeRawBufferPointer(rebasing: $0[0..<len]), from: Endpoint(from), now: now) }
             flushActions()
+            // The attempt is over (the usual case: its reply came): no second read that
+            // would only say EAGAIN; anything still queued wakes epoll again.
+            if udpSocks[fd]?.attempt != s.attempt { return }
         }
     }
 

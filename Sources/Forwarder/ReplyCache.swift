@@ -10,17 +10,19 @@ import Glibc
 /// without decoding or allocating: the lookup hashes the packet's question bytes
 /// in place and compares them against the stored copy.
 ///
-/// Memory (issue 8: no worse per entry than dnsmasq): an entry is a 40-byte
+/// Memory (issue 8: no worse per entry than dnsmasq): an entry is a 36-byte
 /// record in one array plus one blob in a slab arena (no per-entry heap object):
 /// the reply's bytes, whose question section holds the lower-cased key (so the key
 /// is not stored twice), followed by the TTL offsets as UInt16. Blobs are rounded
-/// to 8 bytes; freed blobs go on a free list per size and are reused by the next
-/// blob of that size. The bucket array has one slot per entry of capacity.
+/// to 4 bytes; freed blobs go on a free list per size and are reused by the next
+/// blob of that size. The bucket array has one slot per entry of capacity. Only the
+/// hash's top byte is stored (a tag checked before the blob is touched).
 struct ReplyCache {
     struct Entry {
-        var storedAt: UInt64 = 0      // ns
+        // storedAt (ns) in two halves: 4-byte alignment keeps the stride at 36 bytes.
+        var storedAtLo: UInt32 = 0
+        var storedAtHi: UInt32 = 0
         var blob: UInt32 = 0          // arena address of the reply + offsets
-        var hash: UInt32 = 0
         var ttl: UInt32 = 0           // s; expires at storedAt + ttl
         var nextInBucket: Int32 = -1
         var prev: Int32 = -1          // LRU: towards most recent
@@ -29,10 +31,15 @@ struct ReplyCache {
         var offsetCount: UInt16 = 0
         var questionLen: UInt16 = 0   // bytes 12..<12+questionLen of the reply are the key
         var flags: UInt8 = 0
-        var used = false
+        var tag: UInt8 = 0            // top byte of the hash: most chain neighbours fail here
+        var used: Bool { replyLen != 0 }
 
+        var storedAt: UInt64 {
+            get { UInt64(storedAtHi) << 32 | UInt64(storedAtLo) }
+            set { storedAtLo = UInt32(truncatingIfNeeded: newValue); storedAtHi = UInt32(truncatingIfNeeded: newValue >> 32) }
+        }
         var expires: UInt64 { storedAt &+ UInt64(ttl) &* 1_000_000_000 }
-        var blobSize: Int { (Int(replyLen) + 2 * Int(offsetCount) + 7) & ~7 }
+        var blobSize: Int { Arena.round(Int(replyLen) + 2 * Int(offsetCount)) }
     }
 
     let capacity: Int
@@ -62,15 +69,27 @@ struct ReplyCache {
         entries.reserveCapacity(min(self.capacity, 1 << 22))
     }
 
+    /// Hash of an already lower-cased question, 8 bytes at a time.
     @inline(__always) static func hashBytes(_ p: UnsafePointer<UInt8>, count: Int, flags: UInt8) -> UInt32 {
-        var h: UInt64 = 0xcbf29ce484222325
+        var h: UInt64 = 0xcbf29ce484222325 ^ UInt64(count) ^ UInt64(flags) << 56
+        let raw = UnsafeRawPointer(p)
         var i = 0
-        while i < count {
-            h = (h ^ UInt64(Wire.lower(p[i]))) &* 0x100000001b3
-            i += 1
+        while i + 8 <= count {
+            h = (h ^ raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* 0x9E3779B97F4A7C15
+            h ^= h >> 29
+            i += 8
         }
-        h = (h ^ UInt64(flags)) &* 0x100000001b3
-        return UInt32(truncatingIfNeeded: h ^ (h >> 32))
+        var tail: UInt64 = 0
+        var shift: UInt64 = 0
+        while i < count { tail |= UInt64(p[i]) << shift; shift += 8; i += 1 }
+        h = (h ^ tail) &* 0x9E3779B97F4A7C15
+        h ^= h >> 32
+        return UInt32(truncatingIfNeeded: h)
+    }
+
+    /// ASCII lower case without a branch.
+    @inline(__always) static func lower(_ c: UInt8) -> UInt8 {
+        c | ((c &- 65) < 26 ? 0x20 : 0)
     }
 
     /// Finds a live entry for the question at 12..<questionEnd of `b` with `flags`.
@@ -78,16 +97,17 @@ struct ReplyCache {
         guard capacity > 0, questionEnd > 12, questionEnd <= b.count else { return nil }
         let q = b.baseAddress!.assumingMemoryBound(to: UInt8.self) + 12
         let qlen = questionEnd - 12
-        let h = ReplyCache.hashBytes(q, count: qlen, flags: flags)
+        guard qlen <= Arena.scratchSize else { return nil }
+        // The question, lower-cased once into scratch space: hashed and compared from there.
+        let lq = arena.scratch
+        for j in 0..<qlen { lq[j] = ReplyCache.lower(q[j]) }
+        let h = ReplyCache.hashBytes(lq, count: qlen, flags: flags)
         var i = buckets[Int(h & mask)]
         while i >= 0 {
             let idx = Int(i)
             let e = entries[idx]
-            if e.hash == h && Int(e.questionLen) == qlen && e.flags == flags {
-                let k = arena.pointer(e.blob) + 12
-                var j = 0
-                while j < qlen && k[j] == Wire.lower(q[j]) { j += 1 }
-                if j == qlen {
+            if e.tag == UInt8(truncatingIfNeeded: h >> 24) && Int(e.questionLen) == qlen && e.flags == flags {
+                if memcmp(arena.pointer(e.blob) + 12, lq, qlen) == 0 {
                     if e.expires <= now {
                         remove(idx)
                         return nil
@@ -101,8 +121,10 @@ struct ReplyCache {
         return nil
     }
 
+    /// (`mutating` only so that the caller, a class property, passes the cache in place
+    /// instead of copying the struct and retaining its four buffers on every hit.)
     /// Writes entry `idx` as a reply to the query in `query` into `out`; returns the length, or 0 if `out` is too small.
-    func serve(_ idx: Int, query: UnsafeRawBufferPointer, questionEnd: Int, now: UInt64, into out: UnsafeMutableRawBufferPointer) -> Int {
+    mutating func serve(_ idx: Int, query: UnsafeRawBufferPointer, questionEnd: Int, now: UInt64, into out: UnsafeMutableRawBufferPointer) -> Int {
         let e = entries[idx]
         let n = Int(e.replyLen)
         guard n <= out.count, questionEnd <= query.count, questionEnd <= n else { return 0 }
@@ -149,7 +171,7 @@ struct ReplyCache {
         var i = buckets[Int(h & mask)]
         while i >= 0 {
             let e = entries[Int(i)]
-            if e.hash == h && Int(e.questionLen) == qlen && e.flags == flags {
+            if e.tag == UInt8(truncatingIfNeeded: h >> 24) && Int(e.questionLen) == qlen && e.flags == flags {
                 let k = arena.pointer(e.blob) + 12
                 var j = 0
                 while j < qlen && k[j] == key[j] { j += 1 }
@@ -169,9 +191,10 @@ struct ReplyCache {
             evictions += 1
             _ = free.popLast()
         }
-        var e = Entry(storedAt: now, blob: 0, hash: h, ttl: ttl, nextInBucket: -1, prev: -1, next: head,
+        var e = Entry(blob: 0, ttl: ttl, nextInBucket: -1, prev: -1, next: head,
                       replyLen: UInt16(reply.count), offsetCount: UInt16(ttlOffsets.count),
-                      questionLen: UInt16(qlen), flags: flags, used: true)
+                      questionLen: UInt16(qlen), flags: flags, tag: UInt8(truncatingIfNeeded: h >> 24))
+        e.storedAt = now
         e.blob = arena.allocate(e.blobSize)
         let p = arena.pointer(e.blob)
         reply.withUnsafeBufferPointer { p.update(from: $0.baseAddress!, count: reply.count) }
@@ -215,7 +238,8 @@ struct ReplyCache {
 
     private mutating func remove(_ idx: Int) {
         guard entries[idx].used else { return }
-        let bucket = Int(entries[idx].hash & mask)
+        let h = ReplyCache.hashBytes(arena.pointer(entries[idx].blob) + 12, count: Int(entries[idx].questionLen), flags: entries[idx].flags)
+        let bucket = Int(h & mask)
         var i = buckets[bucket]
         var prevInBucket: Int32 = -1
         while i >= 0 {
@@ -256,9 +280,15 @@ final class Arena {
     static let none: UInt32 = .max
     private var slabs: [UnsafeMutablePointer<UInt8>] = []
     private var used = 0             // bytes used in the last slab
-    private var freeLists: [UInt32] = []   // head per size class (size / 8)
+    /// Scratch space for a lower-cased question (at most 255 + 4 bytes).
+    static let scratchSize = 512
+    let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: Arena.scratchSize)
+    private var freeLists: [UInt32] = []   // head per size class (size / 4)
 
-    deinit { reset() }
+    deinit {
+        reset()
+        scratch.deallocate()
+    }
 
     /// Bytes held in slabs.
     var bytesReserved: Int { slabs.count * Arena.slabSize }
@@ -267,9 +297,12 @@ final class Arena {
         slabs[Int(a >> UInt32(Arena.slabShift))] + Int(a & UInt32(Arena.slabSize - 1))
     }
 
-    /// `size`: a multiple of 8, at least 8, at most a slab.
+    /// Blob sizes: multiples of 4 (room for the free list's link).
+    @inline(__always) static func round(_ n: Int) -> Int { max(4, (n + 3) & ~3) }
+
+    /// `size`: from `round`, at most a slab.
     func allocate(_ size: Int) -> UInt32 {
-        let cls = size >> 3
+        let cls = size >> 2
         if cls < freeLists.count, freeLists[cls] != Arena.none {
             let a = freeLists[cls]
             freeLists[cls] = UnsafeRawPointer(pointer(a)).loadUnaligned(as: UInt32.self)
@@ -278,8 +311,8 @@ final class Arena {
         if slabs.isEmpty || used + size > Arena.slabSize {
             if !slabs.isEmpty {
                 // Keep the rest of the full slab for smaller blobs.
-                let rest = (Arena.slabSize - used) & ~7
-                if rest >= 8 && rest <= 8192 { release(UInt32((slabs.count - 1) << Arena.slabShift | used), size: rest) }
+                let rest = (Arena.slabSize - used) & ~3
+                if rest >= 4 && rest <= 8192 { release(UInt32((slabs.count - 1) << Arena.slabShift | used), size: rest) }
             }
             let raw = malloc(Arena.slabSize)!
             slabs.append(raw.assumingMemoryBound(to: UInt8.self))
@@ -291,7 +324,7 @@ final class Arena {
     }
 
     func release(_ a: UInt32, size: Int) {
-        let cls = size >> 3
+        let cls = size >> 2
         if cls >= freeLists.count {
             freeLists.append(contentsOf: repeatElement(Arena.none, count: cls + 1 - freeLists.count))
         }

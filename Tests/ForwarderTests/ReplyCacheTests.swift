@@ -86,6 +86,8 @@ final class ReplyCacheTests: XCTestCase {
         XCTAssertNotNil(lookup(&c, query("n119999.test"), now: t0))
         // 20,000 inserts of equal-sized blobs into 100 slots: freed blobs are reused.
         XCTAssertEqual(c.arenaBytes, Arena.slabSize)
+        // Issue 8: RSS per cached entry no worse than dnsmasq's (~113 B): the record stays small.
+        XCTAssertLessThanOrEqual(MemoryLayout<ReplyCache.Entry>.stride, 36)
         c.clear()
         XCTAssertEqual(c.count, 0)
         XCTAssertNil(lookup(&c, query("n119999.test"), now: t0))
