@@ -45,16 +45,16 @@ MODES = {
 TIMEOUT = '{ timeout: true, symptom: "the client\'s query times out" }'
 DNSMASQ = {
     ("silent", "strict"): ("with --strict-order and a silent first server, clients time out",
-                           TIMEOUT, '{ answer: 172.16.99.20, min-failed: 1, symptom: "queries time out while A is first" }', False),
+                           TIMEOUT, None, False),
     ("recovering", "strict"): ("with --strict-order and a silent first server, clients time out",
                                TIMEOUT, None, False),
     ("slow", "strict"): ("with --strict-order, every client waits for the slow first server (3 s)",
                          '{ answer: 172.16.99.20, after: 2.9s, symptom: "the answer comes from A after 3 s" }',
-                         '{ answer: 172.16.99.20, within: 1.5s, min-failed: 10, symptom: "queries wait up to 3 s for A" }', False),
+                         None, False),
     ("wrong-id", "strict"): ("with --strict-order and a first server whose replies never match, clients time out",
-                             TIMEOUT, '{ answer: 172.16.99.20, min-failed: 1, symptom: "queries time out while A is first" }', False),
+                             TIMEOUT, None, False),
     ("garbage", "strict"): ("with --strict-order and a first server answering garbage, clients time out",
-                            TIMEOUT, '{ answer: 172.16.99.20, min-failed: 1, symptom: "queries time out while A is first" }', False),
+                            TIMEOUT, None, False),
     ("refused", "strict"): ("with --strict-order, every query is sent to the refusing first server again", None, None, True),
     ("servfail", "strict"): ("with --strict-order, every query is sent to the failing first server again", None, None, True),
     ("servfail", "default"): ("A's SERVFAIL wins the first race; dnsmasq then prefers A and passes its SERVFAIL on to every client",
@@ -102,6 +102,11 @@ def scenario(mode, policy):
     y += f"    expect: {{ answer: 172.16.99.20, within: {'2s' if mode == 'slow' else '1.5s'}, max-failed: 0 }}\n"
     if d and d[2]:
         y += f"    expect-dnsmasq: {d[2]}\n"
+    elif d:
+        # dnsmasq takes a repeated question as the client's retry and sends it to every
+        # server, so how many load queries fail varies from run to run: the first query
+        # above carries its declared symptom.
+        y += "    only: [ours]\n"
     if mode == "recovering":
         y += "  - at: 2s\n    id: healed\n    behaviour: { upstream: A, set: answer }\n"
         y += "  - wait: load\n"
@@ -109,6 +114,8 @@ def scenario(mode, policy):
             y += "  - upstream-saw: { upstream: A, name: ocp36-lb.example.com, since: healed, min: 5, within: 10s, report: A back in use after recovery }\n"
         else:
             y += "  - upstream-saw: { upstream: A, since: healed, min: 1, within: 10s, report: A asked again after recovery }\n"
+        if d:
+            y += "    only: [ours]\n"
     else:
         # Demoted: from 1 s to the end of the load, A sees only probes.
         y += "  - upstream-saw: { upstream: A, since: 1s, max: 6 }\n"

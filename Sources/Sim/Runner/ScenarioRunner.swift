@@ -115,6 +115,8 @@ final class ScenarioRun {
     var stepLogOffsets: [String: Int] = [:]
     let pending = EventLog<(id: String, failure: String?)>()
     var backgroundIDs: [String] = []
+    /// Steps not run for this subject (`only:`): nothing to wait for.
+    var skippedIDs: Set<String> = []
     var t0: Double = 0
 
     init(scenario: Scenario, subject: String, options: RunOptions, dir: String) {
@@ -290,6 +292,7 @@ final class ScenarioRun {
     func perform(_ step: Step) throws {
         if let only = step.only, !only.contains(subject) {
             note("step \(step.index) (line \(step.line)): \(step.label) - not for \(subject)")
+            if let id = step.id { skippedIDs.insert(id) }
             return
         }
         if let at = step.at {
@@ -450,7 +453,7 @@ final class ScenarioRun {
             recordReport(h.summary())
             if !done { throw StepFailure(message: "\(step.map { "step \($0.index) (line \($0.line)): " } ?? "")\(id) did not finish within \(timeout)s") }
         }
-        let want = Set(ids).subtracting(hostile.keys)
+        let want = Set(ids).subtracting(hostile.keys).subtracting(skippedIDs)
         let ok = pending.wait(timeout: timeout) { items in want.isSubset(of: Set(items.map(\.id))) }
         for item in pending.snapshot() where want.contains(item.id) {
             if let f = item.failure { throw StepFailure(message: f) }
