@@ -13,7 +13,8 @@ import CForwarderSys
 /// - Upstream UDP: a socket connect()ed to the server (so the kernel picks a random
 ///   source port and filters other sources; the core checks again) carries one attempt
 ///   at a time. When the attempt ends the socket goes to a small idle pool for that
-///   server and is reused by a later attempt, at most `udpSocketUses` times, then
+///   server and is reused by a later attempt, at most `udpSocketUses` times
+///   (`--query-port-reuse`, default 1: every query gets a new socket and port), then
 ///   closed, so that the source port keeps changing (like dnsmasq's pool of random-port
 ///   sockets: the port is random per socket, not per query; a spoofer still has to
 ///   guess a port among the sockets in use and the 16-bit ID). A reply carrying the ID
@@ -76,7 +77,7 @@ public final class Daemon {
     var udpSocks: [Int32: UDPSock] = [:]
     var idleUDP: [Endpoint: [Int32]] = [:]
     /// Uses of one upstream UDP socket before it is closed (a new one gets a new port).
-    public var udpSocketUses = 64
+    public var udpSocketUses = 1
     /// Idle upstream UDP sockets kept per server.
     public var udpSocketsIdlePerServer = 256
     /// Idle upstream UDP sockets are closed after this long unused.
@@ -116,6 +117,7 @@ public final class Daemon {
         cfg.seed = fwd_random_u64()
         cfg.holdWithoutServers = UInt64(options.holdQueriesMs) * 1_000_000
         self.pid = getpid()
+        self.udpSocketUses = options.queryPortReuse
         self.core = ForwarderCore(config: cfg)
         self.localFilter = options.listenAddresses.isEmpty ? LocalServiceFilter() : nil
     }

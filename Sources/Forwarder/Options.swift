@@ -29,6 +29,8 @@ public struct Options: Equatable {
     public var dnsForwardMax = 4096
     /// With no upstream known, how long a query waits for one (ms).
     public var holdQueriesMs = 2000
+    /// Upstream queries per UDP socket (and so per source port); 1 = a new port for every query.
+    public var queryPortReuse = 1
     /// `--local-service`: accepted; it is what the forwarder does anyway whenever no
     /// --listen-address is given (answer only clients on directly attached networks).
     public var localService = false
@@ -64,6 +66,7 @@ public struct Options: Equatable {
         ("no-daemon", "d", nil, "Accepted; the forwarder always runs in the foreground and logs to stderr."),
         ("dns-forward-max", "0", "N", "At most N queries in flight upstream (default 4096); past it clients get SERVFAIL, never REFUSED."),
         ("hold-queries", nil, "MS", "With no upstream known yet (resolv-file missing or empty), hold queries up to MS ms (default 2000), then SERVFAIL."),
+        ("query-port-reuse", nil, "N", "Send up to N upstream queries from one UDP socket before a new one (default 1: a new random source port for every query; more saves system calls, but a spoofer then has fewer ports to guess)."),
         ("local-service", nil, nil, "Answer only clients on directly attached networks (the default unless --listen-address is given); others are dropped."),
         ("help", "w", nil, "Show this help."),
         ("version", "v", nil, "Show the version."),
@@ -171,6 +174,7 @@ public struct Options: Equatable {
         case "keep-in-foreground", "no-daemon": break
         case "dns-forward-max": dnsForwardMax = try int(1, 1_000_000)
         case "hold-queries": holdQueriesMs = try int(0, 60_000)
+        case "query-port-reuse": queryPortReuse = try int(1, 1000)
         case "local-service": localService = true
         case "help": help = true
         case "version": version = true

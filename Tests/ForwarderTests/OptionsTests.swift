@@ -26,6 +26,13 @@ final class OptionsTests: XCTestCase {
         XCTAssertEqual(o.dnsForwardMax, 4096)
         XCTAssertFalse(o.noResolv)
         XCTAssertEqual(o.policy, .bestRTT)
+        XCTAssertEqual(o.queryPortReuse, 1, "a new source port for every upstream query by default")
+    }
+
+    func testQueryPortReuse() throws {
+        XCTAssertEqual(try parse(["--query-port-reuse=64"]).queryPortReuse, 64)
+        assertError(["--query-port-reuse=0"], contains: "query-port-reuse")
+        assertError(["--query-port-reuse=many"], contains: "query-port-reuse")
     }
 
     func testLongShortAndSpacedForms() throws {

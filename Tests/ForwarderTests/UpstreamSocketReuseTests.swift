@@ -64,7 +64,7 @@ final class UpstreamSocketReuseTests: XCTestCase {
         XCTAssertEqual(Sock.withSockaddr(Sock.addr("127.0.0.1", upPort)) { bind(up, $0, $1) }, 0)
         Sock.setTimeout(up, ms: 8000)
         let port = Sock.freePort()
-        let f = try ForwarderProcess(arguments: ["--no-resolv", "--no-hosts", "--server=127.0.0.1#\(upPort)", "--port=\(port)",
+        let f = try ForwarderProcess(arguments: ["--no-resolv", "--no-hosts", "--query-port-reuse=64", "--server=127.0.0.1#\(upPort)", "--port=\(port)",
                                                  "--listen-address=127.0.0.1", "--log-queries", "--cache-size=0"], port: port)
         fwd = f
         XCTAssertTrue(f.waitForLog("started"), f.log)
