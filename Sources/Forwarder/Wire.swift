@@ -1,3 +1,5 @@
+import DNSWire
+
 /// Minimal, allocation-free reads of DNS packets for the forwarder's hot path:
 /// the header, the first question, and a walk over the records to find the
 /// TTL fields, the rcode, the SOA minimum and the OPT record. Everything else
@@ -290,36 +292,6 @@ enum Wire {
 enum IPText {
     static func v4(_ a: [UInt8]) -> String { "\(a[0]).\(a[1]).\(a[2]).\(a[3])" }
 
-    /// RFC 5952 text for 16 bytes.
-    static func v6(_ a: [UInt8]) -> String {
-        var groups = [Int](repeating: 0, count: 8)
-        for i in 0..<8 { groups[i] = Int(a[2 * i]) << 8 | Int(a[2 * i + 1]) }
-        // longest run of zeros (length >= 2)
-        var bestStart = -1, bestLen = 0, i = 0
-        while i < 8 {
-            if groups[i] == 0 {
-                var j = i
-                while j < 8 && groups[j] == 0 { j += 1 }
-                if j - i > bestLen && j - i >= 2 { bestStart = i; bestLen = j - i }
-                i = j
-            } else { i += 1 }
-        }
-        // IPv4-mapped
-        if groups[0...4].allSatisfy({ $0 == 0 }) && groups[5] == 0xffff {
-            return "::ffff:\(a[12]).\(a[13]).\(a[14]).\(a[15])"
-        }
-        var s = ""
-        i = 0
-        while i < 8 {
-            if i == bestStart {
-                s += "::"
-                i += bestLen
-                continue
-            }
-            if !s.isEmpty && !s.hasSuffix(":") { s += ":" }
-            s += String(groups[i], radix: 16)
-            i += 1
-        }
-        return s
-    }
+    /// RFC 5952 text for 16 bytes: DNSWire's formatting (log text only, not the hot path).
+    static func v6(_ a: [UInt8]) -> String { IPv6Address(bytes: a)?.description ?? "?" }
 }
