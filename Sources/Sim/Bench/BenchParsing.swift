@@ -108,6 +108,13 @@ public enum ProcFigures {
     /// utime + stime in clock ticks, from the text of /proc/PID/stat. The command
     /// name (field 2) may hold spaces and parentheses: fields are counted after the last ')'.
     public static func cpuTicks(stat text: String) throws -> Int {
+        let t = try cpuTicksSplit(stat: text)
+        return t.user + t.system
+    }
+
+    /// utime and stime apart (clock ticks): time in the program itself and in the kernel
+    /// on its behalf (system calls, and the network stack work they trigger).
+    public static func cpuTicksSplit(stat text: String) throws -> (user: Int, system: Int) {
         guard let close = text.lastIndex(of: ")") else {
             throw BenchParseError(what: "/proc/PID/stat", reason: "no ')' closing the command name")
         }
@@ -119,7 +126,7 @@ public enum ProcFigures {
         guard let u = Int(fields[11]), let s = Int(fields[12]) else {
             throw BenchParseError(what: "/proc/PID/stat", reason: "utime '\(fields[11])' or stime '\(fields[12])' is not a number")
         }
-        return u + s
+        return (u, s)
     }
 
     /// VmRSS in kB, from the text of /proc/PID/status.

@@ -11,6 +11,14 @@ public struct BenchPhase: Codable, Equatable {
     public var cpuSeconds: Double
     /// Microseconds of subject CPU per answered query; nil when nothing was answered.
     public var cpuMicrosPerQuery: Double?
+    /// The kernel's part of `cpuSeconds` (stime: system calls and the packet work they
+    /// trigger); nil in reports written before it was recorded.
+    public var systemSeconds: Double?
+    /// Microseconds of the subject's kernel time (stime) per answered query.
+    public var systemMicrosPerQuery: Double? {
+        guard let s = systemSeconds, dnsperf.completed > 0 else { return nil }
+        return s * 1e6 / Double(dnsperf.completed)
+    }
     /// UDP datagrams dropped for a full receive buffer (Udp.RcvbufErrors) during the phase,
     /// per host: "client" (dnsperf), "subject", "upstream". Shows where lost queries went.
     public var udpDrops: [String: Int64]
@@ -19,7 +27,8 @@ public struct BenchPhase: Codable, Equatable {
     public var wakeupsPerQuery: Double?
 
     public init(name: String, offeredQPS: Int?, dnsperf: DnsperfResult, cpuSeconds: Double,
-                udpDrops: [String: Int64] = [:], wakeups: Int? = nil) {
+                udpDrops: [String: Int64] = [:], wakeups: Int? = nil, systemSeconds: Double? = nil) {
+        self.systemSeconds = systemSeconds
         self.wakeupsPerQuery = wakeups.flatMap { dnsperf.completed > 0 ? Double($0) / Double(dnsperf.completed) : nil }
         self.name = name
         self.udpDrops = udpDrops
@@ -178,6 +187,7 @@ public struct BenchReport: Codable, Equatable {
         var rows: [Row] = []
         for (phase, title) in [("hit", "hit"), ("miss", "miss"), ("burst", "burst")] {
             rows.append(Row(label: "\(title) CPU µs/query", value: { $0.phase(phase)?.cpuMicrosPerQuery }, format: "%.2f"))
+            rows.append(Row(label: "\(title) of it kernel µs/query", value: { $0.phase(phase)?.systemMicrosPerQuery }, format: "%.2f"))
             rows.append(Row(label: "\(title) wake-ups/query", value: { $0.phase(phase)?.wakeupsPerQuery }, format: "%.3f"))
             rows.append(Row(label: "\(title) answered qps", value: { s in s.phase(phase).map { $0.dnsperf.runTime > 0 ? Double($0.dnsperf.completed) / $0.dnsperf.runTime : 0 } }, format: "%.0f"))
             rows.append(Row(label: "\(title) latency avg ms", value: { $0.phase(phase).map { $0.dnsperf.avgLatency * 1000 } }, format: "%.3f"))

@@ -345,16 +345,19 @@ public final class BenchRunner {
         let before = try cpuTicks(p)
         let r = try dnsperf(args, limit: options.seconds + 60)
         let after = try cpuTicks(p)
+        let tps = Double(ProcFigures.ticksPerSecond)
         let wakeAfter = wakeups(p)
         var drops: [String: Int64] = [:]
         for (i, (name, host)) in hosts.enumerated() {
             if let b = dropsBefore[i], let a = (try? host.netStats())?["Udp.RcvbufErrors"] { drops[name] = a - b }
         }
         let ph = BenchPhase(name: name, offeredQPS: offered, dnsperf: r,
-                            cpuSeconds: Double(after - before) / Double(ProcFigures.ticksPerSecond), udpDrops: drops,
-                            wakeups: wakeBefore.flatMap { b in wakeAfter.map { $0 - b } })
-        options.log(String(format: "  %@: %d/%d answered, %.0f qps, %@ µs CPU/query, %@ wake-ups/query, avg %.3f ms, max %.2f ms, rcodes %@, lost %d",
+                            cpuSeconds: Double(after.user + after.system - before.user - before.system) / tps, udpDrops: drops,
+                            wakeups: wakeBefore.flatMap { b in wakeAfter.map { $0 - b } },
+                            systemSeconds: Double(after.system - before.system) / tps)
+        options.log(String(format: "  %@: %d/%d answered, %.0f qps, %@ µs CPU/query (%@ kernel), %@ wake-ups/query, avg %.3f ms, max %.2f ms, rcodes %@, lost %d",
                            name, r.completed, r.sent, r.qps, ph.cpuMicrosPerQuery.map { String(format: "%.2f", $0) } ?? "-",
+                           ph.systemMicrosPerQuery.map { String(format: "%.2f", $0) } ?? "-",
                            ph.wakeupsPerQuery.map { String(format: "%.2f", $0) } ?? "-",
                            r.avgLatency * 1000, r.maxLatency * 1000,
                            r.rcodes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "), r.lost)
@@ -378,11 +381,11 @@ public final class BenchRunner {
         }
     }
 
-    func cpuTicks(_ p: ChildProcess) throws -> Int {
+    func cpuTicks(_ p: ChildProcess) throws -> (user: Int, system: Int) {
         guard let text = try? String(contentsOfFile: "/proc/\(p.pid)/stat", encoding: .utf8) else {
             throw Failure("cannot read /proc/\(p.pid)/stat: \(p) has ended")
         }
-        return try ProcFigures.cpuTicks(stat: text)
+        return try ProcFigures.cpuTicksSplit(stat: text)
     }
 
     /// Voluntary context switches summed over the process's threads; nil if unreadable.

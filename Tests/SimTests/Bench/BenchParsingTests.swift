@@ -78,6 +78,9 @@ final class BenchParsingTests: XCTestCase {
         // Field 2 may contain spaces and ')'; utime is field 14, stime field 15.
         let stat = "4242 (for ward) er) S 1 4242 4242 0 -1 4194560 812 0 0 0 137 58 0 0 20 0 1 0 99 123456 789 0 0 0\n"
         XCTAssertEqual(try ProcFigures.cpuTicks(stat: stat), 137 + 58)
+        let split = try ProcFigures.cpuTicksSplit(stat: stat)
+        XCTAssertEqual(split.user, 137)
+        XCTAssertEqual(split.system, 58)
         XCTAssertThrowsError(try ProcFigures.cpuTicks(stat: "4242 (x) S 1 2"))
         XCTAssertThrowsError(try ProcFigures.cpuTicks(stat: "no parenthesis"))
     }
@@ -102,6 +105,9 @@ final class BenchParsingTests: XCTestCase {
                               avgLatency: 0, minLatency: 0, maxLatency: 0)
         XCTAssertEqual(BenchPhase(name: "hit", offeredQPS: nil, dnsperf: r, cpuSeconds: 0, wakeups: 200).wakeupsPerQuery!, 0.25, accuracy: 1e-12)
         XCTAssertNil(BenchPhase(name: "hit", offeredQPS: nil, dnsperf: r, cpuSeconds: 0).wakeupsPerQuery)
+        // The kernel's share per answered query: 0.4 s of stime over 800 answers = 500 µs.
+        XCTAssertEqual(BenchPhase(name: "hit", offeredQPS: nil, dnsperf: r, cpuSeconds: 1, systemSeconds: 0.4).systemMicrosPerQuery!, 500, accuracy: 1e-9)
+        XCTAssertNil(BenchPhase(name: "hit", offeredQPS: nil, dnsperf: r, cpuSeconds: 1).systemMicrosPerQuery)
     }
 
     func testProcFiguresOfThisProcess() throws {
