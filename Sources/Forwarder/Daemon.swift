@@ -456,17 +456,12 @@ public final class Daemon {
     // MARK: actions
 
     func flushActions() {
-        var guardCount = 0
-        while !core.actions.isEmpty && guardCount < 1000 {
-            guardCount += 1
-            let acts = core.takeActions()
-            for a in acts {
-                switch a {
-                case .log(let s): log(s)
-                case .reply(let client, let bytes): sendReply(client, bytes)
-                case .send(let aid, let server, let transport, let bytes): startUpstream(aid, server, transport, bytes)
-                case .cancel(let aid): closeUpstream(aid)
-                }
+        core.drainActions { a in
+            switch a {
+            case .log(let s): log(s)
+            case .reply(let client, let bytes): sendReply(client, bytes)
+            case .send(let aid, let server, let transport, let bytes): startUpstream(aid, server, transport, bytes)
+            case .cancel(let aid): closeUpstream(aid)
             }
         }
     }

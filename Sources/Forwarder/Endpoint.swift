@@ -50,9 +50,11 @@ public struct Endpoint: Hashable, CustomStringConvertible, Sendable {
         var a = fwd_addr()
         a.family = isV6 ? 6 : 4
         a.port = port
-        let b = addressBytes
+        // Big-endian words straight into the address (no array: this runs per packet).
+        let (hi, lo) = (bytes.0.bigEndian, bytes.1.bigEndian)
         withUnsafeMutableBytes(of: &a.addr) { raw in
-            for i in 0..<b.count { raw[i] = b[i] }
+            raw.storeBytes(of: hi, toByteOffset: 0, as: UInt64.self)
+            if isV6 { raw.storeBytes(of: lo, toByteOffset: 8, as: UInt64.self) }
         }
         return a
     }

@@ -63,18 +63,25 @@ public final class ForwarderCore {
 
     struct Waiter {
         var client: ClientRef
-        /// Header + question of the client's query (ID, RD, letter case come from here).
-        var head: [UInt8]
+        /// Header + question of the client's query (ID, RD, letter case come from here);
+        /// nil for the query's first client, whose header and question are `Pending.query`'s.
+        var head: [UInt8]?
         var maxSize: Int
     }
 
-    struct Pending {
-        var key: [UInt8]
-        var query: [UInt8]
-        var nameEnd: Int
-        var questionEnd: Int
-        var qtype: UInt16
-        var name: String
+    /// A question in flight. A class, so that the many small updates during its life
+    /// change it in place (a struct in the dictionary was copied, arrays and all, on
+    /// every read-modify-write).
+    final class Pending {
+        /// The cache key (lower-cased question + flags) and its hash with the transport,
+        /// which identifies the question among those in flight (`pendingByKey`).
+        let key: [UInt8]
+        let keyHash: UInt64
+        /// The first client's query, as it came (its ID included).
+        let query: [UInt8]
+        let nameEnd: Int
+        let questionEnd: Int
+        let qtype: UInt16
         var waiters: [Waiter]
         var candidates: [Int]
         var order: [Int]
@@ -82,11 +89,22 @@ public final class ForwarderCore {
         var active: [Int] = []
         var excluded: Set<Int> = []
         var deadline: UInt64
-        var transport: Transport
-        var started: UInt64
+        let transport: Transport
+        let started: UInt64
         /// A TC reply kept while the question is retried over TCP.
         var truncatedReply: [UInt8]? = nil
         var attemptsMade = 0
+
+        init(key: [UInt8], keyHash: UInt64, query: [UInt8], nameEnd: Int, questionEnd: Int, qtype: UInt16,
+             waiters: [Waiter], candidates: [Int], order: [Int], deadline: UInt64, transport: Transport, started: UInt64) {
+            self.key = key; self.keyHash = keyHash; self.query = query; self.nameEnd = nameEnd
+            self.questionEnd = questionEnd; self.qtype = qtype; self.waiters = waiters
+            self.candidates = candidates; self.order = order; self.deadline = deadline
+            self.transport = transport; self.started = started
+        }
+
+        /// The name asked, as text (for log lines and domain matching; not kept).
+        var name: String { query.withUnsafeBytes { Wire.nameText($0, 12) } ?? "?" }
     }
 
     struct Attempt {
@@ -115,7 +133,10 @@ public final class ForwarderCore {
     public var actions: [Action] = []
 
     var pendings: [Int: Pending] = [:]
-    var pendingByKey: [[UInt8]: Int] = [:]
+    /// In-flight questions by `Pending.keyHash` (checked against the key: on a collision
+    /// the second question is not coalesced, nothing else).
+    var pendingByKey: [UInt64: Int] = [:]
+    let keySeed: UInt64
     var attempts: [Int: Attempt] = [:]
     var idsInUse = [UInt64](repeating: 0, count: 1024)
     var timers = TimerHeap()
@@ -135,6 +156,7 @@ public final class ForwarderCore {
         self.selector.setServers(config.servers)
         self.cache = ReplyCache(capacity: config.cacheSize)
         self.rng = config.seed == 0 ? 0x9E3779B97F4A7C15 : config.seed
+        self.keySeed = (config.seed == 0 ? 0x9E3779B97F4A7C15 : config.seed) &* 0xD6E8FEB86659FD93
     }
 
     public var inFlight: Int { pendings.count }
@@ -147,6 +169,23 @@ public final class ForwarderCore {
         let a = actions
         actions.removeAll(keepingCapacity: true)
         return a
+    }
+
+    /// An empty buffer with capacity that `drainActions` swaps with `actions`.
+    private var spareActions: [Action] = []
+
+    /// Hands every pending action to `body`, oldest first, including those that `body`
+    /// causes (it may call back into the core). Unlike `takeActions`, no array is
+    /// allocated per call: two buffers take turns.
+    public func drainActions(_ body: (Action) -> Void) {
+        while !actions.isEmpty {
+            var batch: [Action] = []
+            swap(&batch, &spareActions)
+            swap(&batch, &actions)
+            for a in batch { body(a) }
+            batch.removeAll(keepingCapacity: true)
+            spareActions = batch
+        }
     }
 
     // MARK: randomness
@@ -251,13 +290,13 @@ public final class ForwarderCore {
         }
 
         // 3. forward (or join an identical query in flight)
-        var key = Wire.cacheKey(b, q)
-        key.append(client.transport == .tcp ? 1 : 0)
-        let head = Array(b[0..<q.questionEnd])
-        let waiter = Waiter(client: client, head: head, maxSize: maxSize)
-        if let pid = pendingByKey[key] {
-            if pendings[pid]!.waiters.count < config.maxWaitersPerQuery {
-                pendings[pid]!.waiters.append(waiter)
+        let key = Wire.cacheKey(b, q)
+        let keyHash = key.withUnsafeBufferPointer {
+            ReplyCache.hashBytes64($0.baseAddress!, count: $0.count, seed: keySeed ^ (client.transport == .tcp ? 1 : 0))
+        }
+        if let pid = pendingByKey[keyHash], let p = pendings[pid], p.key == key, p.transport == client.transport {
+            if p.waiters.count < config.maxWaitersPerQuery {
+                p.waiters.append(Waiter(client: client, head: Array(b[0..<q.questionEnd]), maxSize: maxSize))
                 stats.coalesced += 1
                 return 0
             }
@@ -275,23 +314,17 @@ public final class ForwarderCore {
             return LocalReply.write(query: b, questionEnd: q.questionEnd, rcode: 2, qtype: q.qtype, ttl: 0, answers: [], aa: false, into: out)
         }
 
-        let name = Wire.nameText(b, 12) ?? "?"
-        let lname = name.lowercased()
-        let cands = selector.candidates(forName: selector.hasDomainServers ? lname : nil)
-        let query = Array(b)
+        let cands = selector.candidates(forName: selector.hasDomainServers ? (Wire.nameText(b, 12) ?? "?").lowercased() : nil)
         let pid = nextPendingID
         nextPendingID += 1
-        var p = Pending(key: key, query: query, nameEnd: q.nameEnd, questionEnd: q.questionEnd, qtype: q.qtype,
-                        name: name, waiters: [waiter], candidates: cands,
-                        order: selector.order(cands, now: now),
+        // Held until servers appear or the deadline passes when there is none (order empty).
+        let p = Pending(key: key, keyHash: keyHash, query: Array(b), nameEnd: q.nameEnd, questionEnd: q.questionEnd,
+                        qtype: q.qtype, waiters: [Waiter(client: client, head: nil, maxSize: maxSize)], candidates: cands,
+                        order: cands.isEmpty ? [] : selector.order(cands, now: now),
                         deadline: now &+ (cands.isEmpty ? config.holdWithoutServers : queryBudget(cands)),
                         transport: client.transport, started: now)
-        if cands.isEmpty {
-            // Held until servers appear or the deadline passes.
-            p.order = []
-        }
         pendings[pid] = p
-        pendingByKey[key] = pid
+        if pendingByKey[keyHash] == nil { pendingByKey[keyHash] = pid }
         timers.push(p.deadline, kind: .pending, id: pid)
         if !cands.isEmpty {
             stats.forwarded += 1
@@ -367,14 +400,13 @@ public final class ForwarderCore {
 
     /// Sends the pending query to the next server(s) per policy.
     func startNext(_ pid: Int, now: UInt64, first: Bool) {
-        guard var p = pendings[pid] else { return }
+        guard let p = pendings[pid] else { return }
         if selector.policy == .allServers && first {
             for s in p.order where !p.excluded.contains(s) {
                 let probe = selector.isProbeDue(s, now: now)
                 if probe { selector.beginProbe(s, now: now) }
-                sendAttempt(&p, pid: pid, server: s, now: now, probe: probe)
+                sendAttempt(p, pid: pid, server: s, now: now, probe: probe)
             }
-            pendings[pid] = p
             if p.active.isEmpty { finishFailed(pid, now: now) }
             return
         }
@@ -404,23 +436,21 @@ public final class ForwarderCore {
             // and counts as its probe when one is due.
             let isProbe = selector.isProbeDue(s, now: now)
             if isProbe { selector.beginProbe(s, now: now) }
-            sendAttempt(&p, pid: pid, server: s, now: now, probe: isProbe)
+            sendAttempt(p, pid: pid, server: s, now: now, probe: isProbe)
             // A demoted server whose probe is due gets a copy of this query, in parallel,
             // so that the client never waits on the probe.
             if first, let probe = selector.probeDue(p.candidates, except: s, now: now), !p.excluded.contains(probe) {
                 selector.beginProbe(probe, now: now)
-                sendAttempt(&p, pid: pid, server: probe, now: now, probe: true)
+                sendAttempt(p, pid: pid, server: probe, now: now, probe: true)
             }
-            pendings[pid] = p
             return
         }
-        pendings[pid] = p
         // Nobody left to try: if attempts are still out, wait for them; otherwise SERVFAIL.
         let live = p.active.contains { attempts[$0] != nil }
         if !live { finishFailed(pid, now: now) }
     }
 
-    func sendAttempt(_ p: inout Pending, pid: Int, server: Int, now: UInt64, transport: Transport? = nil, probe: Bool = false) {
+    func sendAttempt(_ p: Pending, pid: Int, server: Int, now: UInt64, transport: Transport? = nil, probe: Bool = false) {
         let transport = transport ?? p.transport
         let aid = nextAttemptID
         nextAttemptID += 1
@@ -438,7 +468,7 @@ public final class ForwarderCore {
         p.attemptsMade += 1
         selector.noteSent(server)
         timers.push(deadline, kind: .attempt, id: aid)
-        log("forwarded \(p.name) to \(ep.serverText)")
+        if config.logQueries { log("forwarded \(p.name) to \(ep.serverText)") }
         actions.append(.send(attempt: aid, server: ep, transport: transport, bytes: bytes))
     }
 
@@ -446,9 +476,8 @@ public final class ForwarderCore {
         guard let a = attempts.removeValue(forKey: aid) else { return }
         releaseID(a.upstreamID)
         selector.noteDone(a.server)
-        if updatePending, var p = pendings[a.pending] {
+        if updatePending, let p = pendings[a.pending] {
             p.active.removeAll { $0 == aid }
-            pendings[a.pending] = p
         }
         actions.append(.cancel(attempt: aid))
     }
@@ -523,14 +552,10 @@ public final class ForwarderCore {
         noteHealth(a.server, selector.noteSuccess(a.server, rtt: rtt, nxdomain: info.rcode == 3, final: !tcRetry, late: a.timedOut && !a.probe, now: now), reason: "")
         if tcRetry && a.server >= 0 {
             // Ask the same server again over TCP; keep the truncated reply as a fallback.
-            var np = p
-            np.truncatedReply = Array(b)
+            p.truncatedReply = Array(b)
             log("reply from \(a.endpoint.serverText) is truncated, retrying over TCP")
-            pendings[a.pending] = np
             endAttempt(aid)
-            np = pendings[a.pending]!
-            sendAttempt(&np, pid: a.pending, server: a.server, now: now, transport: .tcp, probe: a.probe)
-            pendings[a.pending] = np
+            sendAttempt(p, pid: a.pending, server: a.server, now: now, transport: .tcp, probe: a.probe)
             return
         }
         // Cache it.
@@ -542,9 +567,7 @@ public final class ForwarderCore {
                 ttl = info.negativeTTL
             }
             if let t = ttl, t > 0 {
-                var key = p.key
-                key.removeLast()
-                cache.insert(key: key, reply: Array(b), ttlOffsets: info.ttlOffsets, ttl: t, now: now)
+                cache.insert(key: p.key, reply: Array(b), ttlOffsets: info.ttlOffsets, ttl: t, now: now)
             }
         }
         if config.logQueries { logAnswer("reply", b, qtype: p.qtype, rcode: info.rcode) }
@@ -585,7 +608,7 @@ public final class ForwarderCore {
 
     /// Logs a health transition (always: it is operational, not query logging).
     func noteHealth(_ i: Int, _ change: HealthChange, reason: String) {
-        guard selector.servers.indices.contains(i) else { return }
+        guard change != .none, selector.servers.indices.contains(i) else { return }
         let ip = selector.servers[i].spec.endpoint.serverText
         func secs(_ ns: UInt64) -> String {
             let tenths = (ns + 50_000_000) / 100_000_000
@@ -611,7 +634,7 @@ public final class ForwarderCore {
             endAttempt(aid)
             return
         }
-        if var p = pendings[a.pending] {
+        if let p = pendings[a.pending] {
             if !timedOut { p.excluded.insert(a.server) }
             // Every server for this query is now down: the query gets what a query
             // starting now would (`allDownDeadline` from its start), not the full deadline.
@@ -622,7 +645,6 @@ public final class ForwarderCore {
                     timers.push(shorter, kind: .pending, id: a.pending)
                 }
             }
-            pendings[a.pending] = p
         }
         if !timedOut { endAttempt(aid) }
         startNext(a.pending, now: now, first: false)
@@ -632,12 +654,13 @@ public final class ForwarderCore {
     func deliver(_ pid: Int, reply b: UnsafeRawBufferPointer) {
         guard let p = pendings[pid] else { return }
         for w in p.waiters {
+            let head = w.head ?? p.query
             var r = Array(b)
             r.withUnsafeMutableBytes { out in
-                out[0] = w.head[0]; out[1] = w.head[1]
-                out[2] = (out[2] & 0xFE) | (w.head[2] & 0x01)
+                out[0] = head[0]; out[1] = head[1]
+                out[2] = (out[2] & 0xFE) | (head[2] & 0x01)
                 // the client's letter case in the question
-                if out.count >= p.questionEnd { for j in 12..<(p.questionEnd - 4) { out[j] = w.head[j] } }
+                if out.count >= p.questionEnd { for j in 12..<(p.questionEnd - 4) { out[j] = head[j] } }
             }
             if w.client.transport == .udp && r.count > w.maxSize {
                 let n = r.withUnsafeMutableBytes { Wire.truncateInPlace($0, questionEnd: p.questionEnd) }
@@ -660,7 +683,7 @@ public final class ForwarderCore {
         for w in p.waiters {
             var r = [UInt8](repeating: 0, count: p.questionEnd)
             let n = r.withUnsafeMutableBytes { out in
-                w.head.withUnsafeBytes { LocalReply.write(query: $0, questionEnd: p.questionEnd, rcode: 2, qtype: p.qtype, ttl: 0, answers: [], aa: false, into: out) }
+                (w.head ?? p.query).withUnsafeBytes { LocalReply.write(query: $0, questionEnd: p.questionEnd, rcode: 2, qtype: p.qtype, ttl: 0, answers: [], aa: false, into: out) }
             }
             if n > 0 { actions.append(.reply(w.client, Array(r[0..<n]))) }
         }
@@ -680,7 +703,7 @@ public final class ForwarderCore {
             endAttempt(aid)
         }
         pendings.removeValue(forKey: pid)
-        if pendingByKey[p.key] == pid { pendingByKey.removeValue(forKey: p.key) }
+        if pendingByKey[p.keyHash] == pid { pendingByKey.removeValue(forKey: p.keyHash) }
     }
 
     // MARK: time
@@ -744,27 +767,25 @@ public final class ForwarderCore {
         sendFailuresNotLogged = [:]
         var restart: [(Int, Bool)] = []
         for (pid, p) in pendings {
-            var np = p
-            np.candidates = p.candidates.map(map).filter { $0 >= 0 }
-            np.order = p.order.map(map).filter { $0 >= 0 }
-            np.excluded = Set(p.excluded.map(map).filter { $0 >= 0 })
-            if np.order.isEmpty {
+            p.candidates = p.candidates.map(map).filter { $0 >= 0 }
+            p.order = p.order.map(map).filter { $0 >= 0 }
+            p.excluded = Set(p.excluded.map(map).filter { $0 >= 0 })
+            if p.order.isEmpty {
                 let cands = selector.candidates(forName: selector.hasDomainServers ? p.name.lowercased() : nil)
-                np.candidates = cands
-                np.order = selector.order(cands, now: now)
-                np.nextIndex = 0
+                p.candidates = cands
+                p.order = selector.order(cands, now: now)
+                p.nextIndex = 0
                 let waiting = p.active.contains { attempts[$0].map { !$0.timedOut } ?? false }
                 if !cands.isEmpty && !waiting {
                     let neverSent = p.attemptsMade == 0
                     if neverSent {
                         // Held for lack of servers: it gets a fair deadline now.
-                        np.deadline = max(p.deadline, now &+ config.clientDeadline / 2)
-                        timers.push(np.deadline, kind: .pending, id: pid)
+                        p.deadline = max(p.deadline, now &+ config.clientDeadline / 2)
+                        timers.push(p.deadline, kind: .pending, id: pid)
                     }
                     restart.append((pid, neverSent))
                 }
             }
-            pendings[pid] = np
         }
         for (pid, neverSent) in restart {
             if neverSent { stats.forwarded += 1 }
@@ -784,6 +805,7 @@ public final class ForwarderCore {
         attempts = [:]
         timers.items = []
         actions = []
+        spareActions = []
     }
 
     // MARK: logs

@@ -71,7 +71,12 @@ struct ReplyCache {
 
     /// Hash of an already lower-cased question, 8 bytes at a time.
     @inline(__always) static func hashBytes(_ p: UnsafePointer<UInt8>, count: Int, flags: UInt8) -> UInt32 {
-        var h: UInt64 = 0xcbf29ce484222325 ^ UInt64(count) ^ UInt64(flags) << 56
+        UInt32(truncatingIfNeeded: hashBytes64(p, count: count, seed: 0xcbf29ce484222325 ^ UInt64(count) ^ UInt64(flags) << 56))
+    }
+
+    /// A 64-bit hash of `count` bytes (8 at a time), starting from `seed`.
+    @inline(__always) static func hashBytes64(_ p: UnsafePointer<UInt8>, count: Int, seed: UInt64) -> UInt64 {
+        var h = seed
         let raw = UnsafeRawPointer(p)
         var i = 0
         while i + 8 <= count {
@@ -84,7 +89,7 @@ struct ReplyCache {
         while i < count { tail |= UInt64(p[i]) << shift; shift += 8; i += 1 }
         h = (h ^ tail) &* 0x9E3779B97F4A7C15
         h ^= h >> 32
-        return UInt32(truncatingIfNeeded: h)
+        return h
     }
 
     /// ASCII lower case without a branch.

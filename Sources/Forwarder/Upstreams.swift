@@ -90,7 +90,17 @@ public enum HealthChange: Equatable, Sendable {
 ///   so that estimates stay fresh; `strictOrder` takes healthy servers in list order;
 ///   both put demoted servers last, as a last resort. `allServers` sends to every server.
 public struct UpstreamSelector: Sendable {
-    public var servers: [UpstreamState] = []
+    /// Replaced only by `setServers`, which refreshes the two cached lists below.
+    public private(set) var servers: [UpstreamState] = []
+    /// The servers without domains, in list order (`candidates(forName: nil)`), cached.
+    private var defaultCandidates: [Int] = []
+    /// true if some server is for particular domains only.
+    public private(set) var hasDomainServers = false
+
+    private mutating func refreshDefaults() {
+        defaultCandidates = servers.indices.filter { servers[$0].spec.domains.isEmpty }
+        hasDomainServers = servers.contains { !$0.spec.domains.isEmpty }
+    }
     public var policy: UpstreamPolicy
     public var minTimeout: UInt64 = 150_000_000
     public var maxTimeout: UInt64 = 1_500_000_000
@@ -105,6 +115,11 @@ public struct UpstreamSelector: Sendable {
 
     public init(policy: UpstreamPolicy) { self.policy = policy }
 
+    /// Changes server i in place (a copy out and back retained and released its fields).
+    @inline(__always) mutating func modify(_ i: Int, _ body: (inout UpstreamState) -> Void) {
+        servers.withUnsafeMutableBufferPointer { body(&$0[i]) }
+    }
+
     /// Replaces the set, keeping the state of servers that stay.
     public mutating func setServers(_ specs: [ServerSpec]) {
         var old: [Endpoint: UpstreamState] = [:]
@@ -113,6 +128,7 @@ public struct UpstreamSelector: Sendable {
             if var st = old[spec.endpoint] { st.spec = spec; return st }
             return UpstreamState(spec: spec)
         }
+        refreshDefaults()
     }
 
     /// Indices of the servers responsible for `name` (lower-case text): the longest
@@ -129,12 +145,8 @@ public struct UpstreamSelector: Sendable {
             }
         }
         if bestLen >= 0 { return best }
-        var out: [Int] = []
-        for (i, s) in servers.enumerated() where s.spec.domains.isEmpty { out.append(i) }
-        return out
+        return defaultCandidates
     }
-
-    public var hasDomainServers: Bool { servers.contains { !$0.spec.domains.isEmpty } }
 
     /// true if `name` equals `domain` or is below it (both lower-case, no trailing dot).
     public static func nameMatches(_ name: String, _ domain: String) -> Bool {
@@ -152,6 +164,7 @@ public struct UpstreamSelector: Sendable {
     /// (soonest probe first for bestRTT, list order for strictOrder).
     public mutating func order(_ cands: [Int], now: UInt64) -> [Int] {
         if policy == .allServers { return cands }
+        if cands.count == 1 { return cands }
         let healthy = cands.filter { servers[$0].isHealthy }
         let down = cands.filter { !servers[$0].isHealthy }
         switch policy {
@@ -234,17 +247,17 @@ public struct UpstreamSelector: Sendable {
     /// An RTT sample (a reply that came, good or bad) updates the estimate.
     public mutating func noteRTT(_ i: Int, rtt: Double) {
         guard servers.indices.contains(i) else { return }
-        var s = servers[i]
-        if let srtt = s.srtt {
-            let err = rtt - srtt
-            s.srtt = srtt + err / 8
-            s.rttvar = s.rttvar + (abs(err) - s.rttvar) / 4
-        } else {
-            s.srtt = rtt
-            s.rttvar = rtt / 2
+        modify(i) { s in
+            if let srtt = s.srtt {
+                let err = rtt - srtt
+                s.srtt = srtt + err / 8
+                s.rttvar = s.rttvar + (abs(err) - s.rttvar) / 4
+            } else {
+                s.srtt = rtt
+                s.rttvar = rtt / 2
+            }
+            s.consecutiveTimeouts = 0
         }
-        s.consecutiveTimeouts = 0
-        servers[i] = s
     }
 
     /// A good reply (NOERROR/NXDOMAIN, or a truncated one whose TCP retry is still to come
@@ -258,12 +271,13 @@ public struct UpstreamSelector: Sendable {
         servers[i].latencyCount += 1
         if nxdomain { servers[i].nxdomain += 1 }
         guard final, !(late && servers[i].health != .healthy) else { return .none }
-        var s = servers[i]
-        s.consecutiveFailures = 0
-        let was = s.health
-        s.health = .healthy
-        s.backoff = initialBackoff
-        servers[i] = s
+        let was = servers[i].health
+        let backoff = initialBackoff
+        modify(i) { s in
+            s.consecutiveFailures = 0
+            s.health = .healthy
+            s.backoff = backoff
+        }
         return was == .healthy ? .none : .restored
     }
 

@@ -126,6 +126,25 @@ final class CoreTests: XCTestCase {
         XCTAssertEqual(Set(h.replies.map { $0.0.peer }), [H.client(10).peer, H.client(11).peer])
     }
 
+    func testCoalescingKeepsEachClientsCaseAndTransport() {
+        let h = H { $0.cacheSize = 0 }
+        XCTAssertNil(h.ask("www.example.test", id: 1, from: H.client(10)))
+        XCTAssertNil(h.ask("WWW.Example.TEST", id: 2, from: H.client(11)))
+        // The same question over TCP is asked upstream over TCP, not joined to the UDP one.
+        XCTAssertNil(h.ask("www.example.test", id: 3, from: H.client(12, transport: .tcp)))
+        XCTAssertEqual(h.sends.map { $0.transport }, [.udp, .tcp])
+        h.answer(0, answers: [H.a("www.example.test", "192.0.2.1")])
+        XCTAssertEqual(h.replies.map { $0.1.header.id }, [1, 2])
+        XCTAssertEqual(h.replies.map { $0.1.questions.first?.name.description }, ["www.example.test", "WWW.Example.TEST"])
+        h.answer(1, answers: [H.a("www.example.test", "192.0.2.1")])
+        XCTAssertEqual(h.replies.map { $0.1.header.id }, [1, 2, 3])
+        XCTAssertEqual(h.core.inFlight, 0)
+        XCTAssertTrue(h.core.pendingByKey.isEmpty)
+        // Nothing in flight: the next ask is a new upstream query, not joined to a finished one.
+        XCTAssertNil(h.ask("www.example.test", id: 4, from: H.client(10)))
+        XCTAssertEqual(h.sends.count, 3)
+    }
+
     func testTimeoutMovesToNextServer() {
         let h = H(servers: [H.serverA, H.serverB]) { $0.policy = .strictOrder }
         _ = h.ask("www.example.test", id: 9)
