@@ -347,6 +347,22 @@ uint64_t fwd_random_u64(void) {
     return v;
 }
 
+void fwd_random_fill(void *buf, int len) {
+    unsigned char *p = buf;
+    int done = 0;
+    while (done < len) {
+        ssize_t r = getrandom(p + done, (size_t)(len - done), 0);
+        if (r > 0) { done += (int)r; continue; }
+        if (r < 0 && errno == EINTR) continue;
+        // No getrandom (very old kernel): the best this can do is a time-seeded mix.
+        uint64_t x = fwd_monotonic_ns() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)p;
+        for (; done < len; done++) {
+            x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
+            p[done] = (unsigned char)((x * 0x2545F4914F6CDD1Dull) >> 56);
+        }
+    }
+}
+
 void fwd_strerror(int e, char *buf, int cap) {
     if (cap <= 0) return;
     const char *s = strerror(e);

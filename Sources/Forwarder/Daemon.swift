@@ -115,10 +115,13 @@ public final class Daemon {
         cfg.addressRules = options.addressRules
         cfg.localDomains = options.localDomains
         cfg.seed = fwd_random_u64()
+        cfg.caseRandomization = options.caseRandomization
         cfg.holdWithoutServers = UInt64(options.holdQueriesMs) * 1_000_000
         self.pid = getpid()
         self.udpSocketUses = options.queryPortReuse
         self.core = ForwarderCore(config: cfg)
+        // Upstream IDs (and 0x20 bits) from the kernel's CSPRNG, not the seeded generator.
+        self.core.entropy = { fwd_random_fill($0.baseAddress, Int32($0.count)) }
         self.localFilter = options.listenAddresses.isEmpty ? LocalServiceFilter() : nil
     }
 

@@ -31,6 +31,9 @@ public final class ForwarderCore {
         public var maxWaitersPerQuery = 256
         /// Upstream attempts per client query, all servers and retransmissions together.
         public var maxAttemptsPerQuery = 8
+        /// DNS 0x20 (`--dns-0x20`): random letter case in each upstream question; a reply
+        /// must echo it byte for byte.
+        public var caseRandomization = false
         public var seed: UInt64 = 0x9E3779B97F4A7C15
         public init() {}
     }
@@ -120,6 +123,8 @@ public final class ForwarderCore {
         var probe = false
         /// Replies that came from the server's address but with another ID or question.
         var mismatches = 0
+        /// The random bits that set the question's letter case (DNS 0x20); 0 = not randomised.
+        var caseBits: UInt64 = 0
         /// Set when the query was answered elsewhere while this probe was still out: the
         /// attempt lives on (no client) until its reply or timeout gives the verdict.
         var orphanQuery: [UInt8]? = nil
@@ -190,7 +195,24 @@ public final class ForwarderCore {
 
     // MARK: randomness
 
+    /// Where upstream IDs and 0x20 case bits come from. nil (the default): a xorshift64*
+    /// generator seeded with `config.seed`, repeatable for tests. The daemon installs the
+    /// kernel's CSPRNG (getrandom), drawn 512 bytes at a time.
+    public var entropy: ((UnsafeMutableRawBufferPointer) -> Void)? {
+        didSet { entropyNext = entropyPool.count }
+    }
+    private var entropyPool = [UInt64](repeating: 0, count: 64)
+    private var entropyNext = 64
+
     func random() -> UInt64 {
+        if let fill = entropy {
+            if entropyNext >= entropyPool.count {
+                entropyPool.withUnsafeMutableBytes { fill($0) }
+                entropyNext = 0
+            }
+            defer { entropyNext += 1 }
+            return entropyPool[entropyNext]
+        }
         rng ^= rng >> 12; rng ^= rng << 25; rng ^= rng >> 27
         return rng &* 0x2545F4914F6CDD1D
     }
@@ -457,13 +479,19 @@ public final class ForwarderCore {
         let id = freshID()
         var bytes = p.query
         bytes[0] = UInt8(id >> 8); bytes[1] = UInt8(id & 0xff)
+        var caseBits: UInt64 = 0
+        if config.caseRandomization {
+            caseBits = random()
+            if caseBits == 0 { caseBits = 1 }   // 0 means "not randomised"
+            bytes.withUnsafeMutableBytes { Wire.applyCase($0, nameEnd: p.nameEnd, bits: caseBits) }
+        }
         let ep = selector.servers[server].spec.endpoint
         // A demoted server (a probe, or the last resort) waits its base timeout, not a doubled one.
         var timeout = selector.timeout(for: server, probe: probe || !selector.servers[server].isHealthy)
         if transport == .tcp { timeout = max(timeout * 2, 1_000_000_000) }
         let deadline = min(now &+ timeout, p.deadline)
         attempts[aid] = Attempt(pending: pid, server: server, endpoint: ep, upstreamID: id, sentAt: now,
-                                deadline: deadline, transport: transport, probe: probe)
+                                deadline: deadline, transport: transport, probe: probe, caseBits: caseBits)
         p.active.append(aid)
         p.attemptsMade += 1
         selector.noteSent(server)
@@ -499,7 +527,8 @@ public final class ForwarderCore {
         let nameEnd = pending?.nameEnd ?? a.orphanNameEnd
         // Anti-spoofing: same address and port, same ID, a response, same question.
         guard from == a.endpoint, b.count >= 12, Wire.u16(b, 0) == a.upstreamID, b[2] & 0x80 != 0,
-              query.withUnsafeBytes({ Wire.sameQuestion(b, $0, queryNameEnd: nameEnd) }) else {
+              query.withUnsafeBytes({ Wire.sameQuestion(b, $0, queryNameEnd: nameEnd) }),
+              a.caseBits == 0 || Wire.caseMatches(b, nameEnd: nameEnd, bits: a.caseBits) else {
             if from == a.endpoint, b.count >= 12, Wire.u16(b, 0) == a.upstreamID, b[2] & 0x80 != 0,
                Wire.scanReply(b, collectOffsets: false) == nil {
                 // Our ID from the server's own address and port, and no readable message: the

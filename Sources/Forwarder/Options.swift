@@ -31,6 +31,8 @@ public struct Options: Equatable {
     public var holdQueriesMs = 2000
     /// Upstream queries per UDP socket (and so per source port); 1 = a new port for every query.
     public var queryPortReuse = 1
+    /// `--dns-0x20`: random letter case in upstream questions, checked in replies.
+    public var caseRandomization = false
     /// `--local-service`: accepted; it is what the forwarder does anyway whenever no
     /// --listen-address is given (answer only clients on directly attached networks).
     public var localService = false
@@ -67,6 +69,7 @@ public struct Options: Equatable {
         ("dns-forward-max", "0", "N", "At most N queries in flight upstream (default 4096); past it clients get SERVFAIL, never REFUSED."),
         ("hold-queries", nil, "MS", "With no upstream known yet (resolv-file missing or empty), hold queries up to MS ms (default 2000), then SERVFAIL."),
         ("query-port-reuse", nil, "N", "Send up to N upstream queries from one UDP socket before a new one (default 1: a new random source port for every query; more saves system calls, but a spoofer then has fewer ports to guess)."),
+        ("dns-0x20", nil, nil, "Randomise the letter case of every upstream question (DNS 0x20) and accept only replies that echo it exactly: more bits for a spoofer to guess. Only for upstreams that keep the case (most do). (unbound: use-caps-for-id)."),
         ("local-service", nil, nil, "Answer only clients on directly attached networks (the default unless --listen-address is given); others are dropped."),
         ("help", "w", nil, "Show this help."),
         ("version", "v", nil, "Show the version."),
@@ -176,6 +179,7 @@ public struct Options: Equatable {
         case "hold-queries": holdQueriesMs = try int(0, 60_000)
         case "query-port-reuse": queryPortReuse = try int(1, 1000)
         case "local-service": localService = true
+        case "dns-0x20": caseRandomization = true
         case "help": help = true
         case "version": version = true
         case "conf-file":

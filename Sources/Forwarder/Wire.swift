@@ -207,6 +207,35 @@ enum Wire {
         return true
     }
 
+    /// DNS 0x20: sets the letter case of the question name (bytes 12..<nameEnd) from `bits`,
+    /// one bit per letter (the 64 bits repeat on longer names). Label length bytes are
+    /// below 64, so never letters, and are left alone.
+    static func applyCase(_ b: UnsafeMutableRawBufferPointer, nameEnd: Int, bits: UInt64) {
+        var k: UInt64 = 0
+        for i in 12..<min(nameEnd, b.count) {
+            let c = b[i] | 0x20
+            guard c >= 0x61 && c <= 0x7A else { continue }
+            b[i] = (bits >> (k & 63)) & 1 == 1 ? c & ~0x20 : c
+            k += 1
+        }
+    }
+
+    /// true if the reply's question name has exactly the letter case `applyCase` gave it
+    /// (the rest of the question is checked by `sameQuestion`).
+    static func caseMatches(_ b: UnsafeRawBufferPointer, nameEnd: Int, bits: UInt64) -> Bool {
+        guard b.count >= nameEnd else { return false }
+        var k: UInt64 = 0
+        for i in 12..<nameEnd {
+            let c = b[i]
+            let l = c | 0x20
+            guard l >= 0x61 && l <= 0x7A else { continue }
+            let upper = (bits >> (k & 63)) & 1 == 1
+            if (c & 0x20 == 0) != upper { return false }
+            k += 1
+        }
+        return true
+    }
+
     /// Log-friendly description of each answer record: (owner, text) like dnsmasq prints.
     static func answerTexts(_ b: UnsafeRawBufferPointer) -> [(String, String)] {
         guard b.count >= 12 else { return [] }

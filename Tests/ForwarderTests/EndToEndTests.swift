@@ -45,6 +45,23 @@ final class EndToEndTests: XCTestCase {
         XCTAssertTrue(fwd.log.contains("reply www.example.test is 2001:db8::10"), fwd.log)
     }
 
+    func testDNS0x20AgainstARealSocketUpstream() throws {
+        try start(["--dns-0x20"])
+        // 40 letters: the chance that all come out in lower case is 2^-40.
+        let name = "abcdefghij.klmnopqrst.uvwxyzabcd.efghijklmn.example"
+        for (i, asked) in [name, name.uppercased()].enumerated() {
+            let r = try Message(decoding: try XCTUnwrap(Sock.udpQuery(q(asked, id: UInt16(90 + i)), ip: "127.0.0.1", port: fwd.port)))
+            XCTAssertEqual(r.header.id, UInt16(90 + i))
+            XCTAssertEqual(r.questions.first?.name.description, asked, "the client gets its own letter case back")
+            XCTAssertEqual(r.answers.first?.rdata, .a(IPv4Address("192.0.2.99")!))
+        }
+        let seen = upstream.names.filter { $0.lowercased() == name }   // not the readiness probe
+        XCTAssertEqual(seen.count, 1, "the second ask is a cache hit: \(seen)")
+        XCTAssertEqual(seen.first?.lowercased(), name)
+        XCTAssertNotEqual(seen.first, name, "the upstream saw mixed case")
+        XCTAssertNotEqual(seen.first, name.uppercased())
+    }
+
     func testSeveralQueriesOnOneTCPConnection() throws {
         try start()
         let fd = try XCTUnwrap(Sock.tcpConnect(ip: "127.0.0.1", port: fwd.port))
@@ -91,7 +108,7 @@ final class EndToEndTests: XCTestCase {
         let start = Date()
         var reply: [UInt8]? = nil
         while reply == nil && Date().timeIntervalSince(start) < 15 {
-            reply = Sock.udpQuery(q("www.example.test"), ip: "127.0.0.1", port: port, timeoutMs: 4500)
+            reply = Sock.udpQuery(q("www.example.test"), ip: "127.0.0.1", port: port, timeoutMs: 4500, report: false)
         }
         let m = try Message(decoding: try XCTUnwrap(reply, fwd.log))
         XCTAssertEqual(m.rcode, .servFail)
@@ -114,6 +131,7 @@ final class EndToEndTests: XCTestCase {
 
     func testBadOptionExitsTwo() throws {
         let p = try ForwarderProcess(arguments: ["--no-resolv", "--frobnicate"], port: 0)
+        p.expectExit = true
         p.process.waitUntilExit()
         XCTAssertEqual(p.process.terminationStatus, 2)
         XCTAssertTrue(p.log.contains("--frobnicate"), p.log)

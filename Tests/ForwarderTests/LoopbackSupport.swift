@@ -29,23 +29,25 @@ enum Sock {
 
     /// A free UDP+TCP port on `ip` (bound and released; good enough for tests).
     static func freePort(_ ip: String = "127.0.0.1") -> UInt16 {
-        for _ in 0..<50 {
+        // Below the kernel's ephemeral range (32768-60999 here): between this check and the
+        // forwarder's bind, no auto-bound socket can take the port. (A test's own client
+        // socket once got the port the forwarder was about to bind, talked to itself, and
+        // the "ready" forwarder had in fact failed to start.)
+        for _ in 0..<200 {
+            let port = UInt16.random(in: 20000..<32000)
             let u = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
             defer { close(u) }
-            _ = withSockaddr(addr(ip, 0)) { bind(u, $0, $1) }
-            var a = sockaddr_in(); var l = socklen_t(MemoryLayout<sockaddr_in>.size)
-            _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(u, $0, &l) } }
-            let port = UInt16(bigEndian: a.sin_port)
             let t = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             defer { close(t) }
-            if withSockaddr(addr(ip, port), { bind(t, $0, $1) }) == 0 { return port }
+            if withSockaddr(addr(ip, port), { bind(u, $0, $1) }) == 0,
+               withSockaddr(addr(ip, port), { bind(t, $0, $1) }) == 0 { return port }
         }
         return 0
     }
 
     /// One UDP exchange through a socket connected to ip:port (so only a reply from
     /// exactly that address and port is accepted).
-    static func udpQuery(_ bytes: [UInt8], ip: String, port: UInt16, timeoutMs: Int = 5000) -> [UInt8]? {
+    static func udpQuery(_ bytes: [UInt8], ip: String, port: UInt16, timeoutMs: Int = 5000, report: Bool = true) -> [UInt8]? {
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -54,6 +56,11 @@ enum Sock {
         guard bytes.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, 0) }) == bytes.count else { return nil }
         var buf = [UInt8](repeating: 0, count: 65536)
         let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        if n <= 0 && report {
+            // Say why in the test log (a timeout, a refused port, an empty datagram).
+            let e = errno
+            fputs("udpQuery to \(ip)#\(port): recv returned \(n)\(n < 0 ? " (" + String(cString: strerror(e)) + ")" : "")\n", stderr)
+        }
         return n > 0 ? Array(buf[0..<n]) : nil
     }
 
@@ -119,6 +126,14 @@ final class FakeUpstream: @unchecked Sendable {
     private var stopped = false
     var udpQueries: Int { lock.lock(); defer { lock.unlock() }; return _udpQueries }
     var tcpQueries: Int { lock.lock(); defer { lock.unlock() }; return _tcpQueries }
+    private var _names: [String] = []
+    /// Question names as they arrived (letter case kept), UDP and TCP.
+    var names: [String] { lock.lock(); defer { lock.unlock() }; return _names }
+
+    private func record(_ query: [UInt8]) {
+        guard let n = (try? Message(decoding: query))?.questions.first?.name.description else { return }
+        lock.lock(); _names.append(n); lock.unlock()
+    }
 
     init?(ip: String = "127.0.0.1") {
         self.ip = ip
@@ -185,6 +200,7 @@ final class FakeUpstream: @unchecked Sendable {
                 }
                 if got > 0 {
                     lock.lock(); _udpQueries += 1; lock.unlock()
+                    record(Array(buf[0..<got]))
                     if let r = FakeUpstream.answer(Array(buf[0..<got])) {
                         _ = Sock.withSockaddr(from) { a, l in r.withUnsafeBytes { sendto(udp, $0.baseAddress, $0.count, 0, a, l) } }
                     }
@@ -196,6 +212,7 @@ final class FakeUpstream: @unchecked Sendable {
                 Sock.setTimeout(c, ms: 1000)
                 while let len = Sock.readExactly(c, 2), let msg = Sock.readExactly(c, Int(len[0]) << 8 | Int(len[1])) {
                     lock.lock(); _tcpQueries += 1; lock.unlock()
+                    record(msg)
                     guard let r = FakeUpstream.answer(msg) else { break }
                     _ = Sock.writeAll(c, [UInt8(r.count >> 8), UInt8(r.count & 0xff)] + r)
                 }
@@ -210,6 +227,9 @@ final class ForwarderProcess {
     let process = Process()
     let logURL: URL
     let port: UInt16
+    private var stoppedByUs = false
+    /// Set by tests where the forwarder is meant to exit by itself (a bad option).
+    var expectExit = false
 
     static func binary() -> URL? {
         var candidates: [URL] = []
@@ -238,7 +258,10 @@ final class ForwarderProcess {
         let end = Date().addingTimeInterval(deadline)
         let q = Message.query(id: 1, name: try! DNSName("ready.example.test"), type: .a).encode()
         while Date() < end && process.isRunning {
-            if Sock.udpQuery(q, ip: ip, port: port, timeoutMs: 200) != nil { return true }
+            // A response (QR set) with the probe's ID, not an echo of the query.
+            if let r = Sock.udpQuery(q, ip: ip, port: port, timeoutMs: 200, report: false), r.count >= 12, r[0] == 0, r[1] == 1, r[2] & 0x80 != 0 {
+                return true
+            }
         }
         return false
     }
@@ -258,6 +281,11 @@ final class ForwarderProcess {
     /// SIGTERM and wait; returns the exit status.
     @discardableResult
     func stop() -> Int32 {
+        defer { stoppedByUs = true }
+        if !process.isRunning && !stoppedByUs && !expectExit {
+            // It ended by itself before the test stopped it: say how, with its log.
+            fputs("forwarder ended by itself (status \(process.terminationStatus), reason \(process.terminationReason.rawValue)); log:\n\(log)\n", stderr)
+        }
         if process.isRunning {
             signal(SIGTERM)
             let end = Date().addingTimeInterval(10)

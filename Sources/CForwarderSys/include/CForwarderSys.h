@@ -66,6 +66,8 @@ int fwd_signalfd_read(int fd);
 uint64_t fwd_monotonic_ns(void);
 /// Random seed from getrandom.
 uint64_t fwd_random_u64(void);
+/// Fills buf with len bytes from the kernel's CSPRNG (getrandom).
+void fwd_random_fill(void *buf, int len);
 /// strerror text for errno e, copied into buf.
 void fwd_strerror(int e, char *buf, int cap);
 /// Formats an address (without port) into buf (>= 64 bytes). Returns length.
