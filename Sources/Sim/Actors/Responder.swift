@@ -117,6 +117,10 @@ enum Responder {
                 r.questions[0].type = question.type == .a ? .aaaa : .a
             }
             return (query, encoded(r, "answered with wrong question \(r.questions[0].name) \(r.questions[0].type)"))
+        case .lowercaseQuestion:
+            var r = zoneReply()
+            r.questions[0].name = question.name.lowercased()
+            return (query, encoded(r, answered(r) + " (question in lower case)"))
         case .garbage:
             return (query, UpstreamReply(action: .send(garbage(id: query.header.id)), outcome: "garbage bytes"))
         case .fromOtherAddress(let ip):

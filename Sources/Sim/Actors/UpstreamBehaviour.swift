@@ -21,6 +21,9 @@ public enum UpstreamBehaviour: Hashable, Sendable, CustomStringConvertible {
     case wrongID
     /// The zone's answer with a different question name.
     case wrongQuestion
+    /// The zone's answer with the question name in lower case (an upstream that does not
+    /// keep the letter case of the query, which breaks DNS 0x20).
+    case lowercaseQuestion
     /// Bytes that are not a DNS message (they begin with the query's ID, so a
     /// forwarder that matches IDs must still reject them on parsing).
     case garbage
@@ -39,6 +42,7 @@ public enum UpstreamBehaviour: Hashable, Sendable, CustomStringConvertible {
         case .truncate(let mode): return "truncate tcp=\(mode.rawValue)"
         case .wrongID: return "wrong-id"
         case .wrongQuestion: return "wrong-question"
+        case .lowercaseQuestion: return "lowercase-question"
         case .garbage: return "garbage"
         case .fromOtherAddress(let ip): return "from-other-address \(ip)"
         }
@@ -78,6 +82,7 @@ public enum UpstreamBehaviour: Hashable, Sendable, CustomStringConvertible {
         case "nxdomain": self = try noArgs(.nxdomain)
         case "wrongid": self = try noArgs(.wrongID)
         case "wrongquestion": self = try noArgs(.wrongQuestion)
+        case "lowercasequestion": self = try noArgs(.lowercaseQuestion)
         case "garbage": self = try noArgs(.garbage)
         case "delay", "slow":
             guard rest.count == 1, let ms = UpstreamBehaviour.milliseconds(rest[0]) else {
@@ -105,7 +110,7 @@ public enum UpstreamBehaviour: Hashable, Sendable, CustomStringConvertible {
             }
             self = .fromOtherAddress(rest[0])
         default:
-            throw ActorError("upstream behaviour \"\(text)\": unknown; expected one of answer, delay <ms>, silent, refused, servfail, nxdomain, truncate tcp=answer|reset|hang, wrong-id, wrong-question, garbage, from-other-address <ip>")
+            throw ActorError("upstream behaviour \"\(text)\": unknown; expected one of answer, delay <ms>, silent, refused, servfail, nxdomain, truncate tcp=answer|reset|hang, wrong-id, wrong-question, lowercase-question, garbage, from-other-address <ip>")
         }
     }
 

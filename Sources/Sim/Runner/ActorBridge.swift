@@ -46,6 +46,7 @@ enum ActorBridge {
         case .truncate(let tcp): return .truncate(tcp: UpstreamBehaviour.TCPMode(rawValue: tcp) ?? .answer)
         case .wrongID: return .wrongID
         case .wrongQuestion: return .wrongQuestion
+        case .lowercaseQuestion: return .lowercaseQuestion
         case .garbage: return .garbage
         case .fromOtherAddress(let ip): return .fromOtherAddress(ip)
         }

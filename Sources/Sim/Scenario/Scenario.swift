@@ -73,6 +73,7 @@ public enum BehaviourSpec: Equatable {
     case truncate(tcp: String)   // "answer", "reset", "hang"
     case wrongID
     case wrongQuestion
+    case lowercaseQuestion
     case garbage
     case fromOtherAddress(String)
 }

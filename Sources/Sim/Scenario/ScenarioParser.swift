@@ -262,7 +262,7 @@ public enum ScenarioParser {
         return out
     }
 
-    static let behaviourWords = "answer, delay <duration>, silent, refused, servfail, nxdomain, truncate [answer|reset|hang], wrong-id, wrong-question, garbage, from <address>"
+    static let behaviourWords = "answer, delay <duration>, silent, refused, servfail, nxdomain, truncate [answer|reset|hang], wrong-id, wrong-question, lowercase-question, garbage, from <address>"
 
     static func parseBehaviour(_ n: YNode) throws -> BehaviourSpec {
         let words = try n.string().split(separator: " ").map { String($0).lowercased() }
@@ -279,6 +279,7 @@ public enum ScenarioParser {
         case "nxdomain": return try noArgs(.nxdomain)
         case "wrong-id": return try noArgs(.wrongID)
         case "wrong-question": return try noArgs(.wrongQuestion)
+        case "lowercase-question": return try noArgs(.lowercaseQuestion)
         case "garbage": return try noArgs(.garbage)
         case "delay", "slow":
             guard words.count == 2, let d = parseDuration(words[1]) else { throw n.error("'delay' takes a duration, e.g. delay 3s") }

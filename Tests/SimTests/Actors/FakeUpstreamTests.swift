@@ -159,6 +159,18 @@ final class FakeUpstreamTests: XCTestCase {
         }
     }
 
+    func testLowercaseQuestionLosesTheQueryCase() {
+        // Kept by default (what DNS 0x20 relies on)...
+        let kept = ask("HaT.CoM")
+        XCTAssertEqual(kept.reply?.questions.first?.name.description, "HaT.CoM")
+        // ...and lost with lowercase-question, while the answer itself is right.
+        upstream.setBehaviour(.lowercaseQuestion)
+        let r = ask("HaT.CoM")
+        XCTAssertNil(r.error, "\(r)")
+        XCTAssertEqual(r.reply?.questions.first?.name.description, "hat.com")
+        XCTAssertEqual(r.answers, ["192.168.122.203"])
+    }
+
     func testGarbageIsMalformed() {
         upstream.setBehaviour(.garbage)
         for transport in [QueryClient.Transport.udpConnected, .tcp] {

@@ -5,7 +5,7 @@ final class UpstreamBehaviourTests: XCTestCase {
     func testTextRoundTrip() throws {
         let all: [UpstreamBehaviour] = [.answer, .delay(ms: 3000), .silent, .refused, .servfail, .nxdomain,
                                         .truncate(tcp: .answer), .truncate(tcp: .reset), .truncate(tcp: .hang),
-                                        .wrongID, .wrongQuestion, .garbage, .fromOtherAddress("127.0.0.2")]
+                                        .wrongID, .wrongQuestion, .lowercaseQuestion, .garbage, .fromOtherAddress("127.0.0.2")]
         for b in all {
             XCTAssertEqual(try UpstreamBehaviour(parsing: b.description), b, b.description)
         }
