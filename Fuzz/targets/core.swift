@@ -7,7 +7,8 @@
 //   CTL bit 0: the client came over TCP; bit 1: --log-queries (formats names and answers);
 //   bit 2: give the reply the upstream query's ID; bit 3: give it the upstream query's
 //   question (so it passes the anti-spoofing checks and reaches the reply scan and the cache);
-//   bit 4: --no-negcache; bit 5: cache size 0.
+//   bit 4: --no-negcache; bit 5: cache size 0; bit 6: --dns-0x20 (with bit 3 the reply
+//   carries the sent question, random case included, so it passes the case check).
 // The query goes in; every upstream send gets REPLY (also the TCP retry); the same query is
 // asked again (cache path); then all timers run out.
 // Checked: no crash, hang or runaway allocation; at the end nothing is in flight.
@@ -28,6 +29,7 @@ public func fuzzCore(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     config.logQueries = ctl & 2 != 0
     config.negativeCache = ctl & 16 == 0
     config.cacheSize = ctl & 32 != 0 ? 0 : 150
+    config.caseRandomization = ctl & 64 != 0
     config.seed = 1
     let core = ForwarderCore(config: config)
     let client = ClientRef(transport: ctl & 1 != 0 ? .tcp : .udp, peer: Endpoint(v4: 127, 0, 0, 1, port: 40000),
