@@ -7,6 +7,14 @@ final class HealthTests: XCTestCase {
     typealias H = CoreHarness
     static let ms: UInt64 = 1_000_000
 
+    /// A query that A fails with `rcode` and B answers: A is demoted (its first probe is
+    /// due 500 ms later).
+    func demoteA(_ h: H, rcode: RCode = .refused) {
+        _ = h.ask("r.test")
+        h.answer(0, rcode: rcode)
+        h.answer(1, answers: [H.a("r.test", "192.0.2.1")])
+    }
+
     /// Asks `name`, lets `answerer` reply to each new send (nil: that server is silent),
     /// and runs the clock until the client has a reply or `maxMs` passed. Returns the latency (ms).
     @discardableResult
@@ -79,9 +87,7 @@ final class HealthTests: XCTestCase {
 
     func testProbeIsACopyOfARealQuerySentInParallel() {
         let h = H(servers: [H.serverA, H.serverB])
-        _ = h.ask("r.test")
-        h.answer(0, rcode: .refused)
-        h.answer(1, answers: [H.a("r.test", "192.0.2.1")])
+        demoteA(h)
         XCTAssertEqual(h.core.selector.servers[0].health, .demoted)
         h.now += 400 * Self.ms
         _ = h.ask("early.test")
@@ -102,9 +108,7 @@ final class HealthTests: XCTestCase {
     func testProbeVerdictCountsEvenWhenTheQueryWasAnsweredElsewhere() {
         // A recovered but is slower than B: the probe's late reply still restores A.
         let h = H(servers: [H.serverA, H.serverB]) { $0.policy = .strictOrder }
-        _ = h.ask("r.test")
-        h.answer(0, rcode: .servFail)
-        h.answer(1, answers: [H.a("r.test", "192.0.2.1")])
+        demoteA(h, rcode: .servFail)
         h.now += 600 * Self.ms
         _ = h.ask("probe.test")
         XCTAssertEqual(h.sends.suffix(2).map { $0.server }, [H.serverB, H.serverA])
@@ -124,9 +128,7 @@ final class HealthTests: XCTestCase {
 
     func testAProbeThatAnswersFirstIsDoneAndTheServerStaysUp() {
         let h = H(servers: [H.serverA, H.serverB])
-        _ = h.ask("r.test")
-        h.answer(0, rcode: .refused)
-        h.answer(1, answers: [H.a("r.test", "192.0.2.1")])
+        demoteA(h)
         h.now += 600 * Self.ms
         _ = h.ask("probe.test")
         XCTAssertEqual(h.sends.suffix(2).map { $0.server }, [H.serverB, H.serverA])
@@ -140,9 +142,7 @@ final class HealthTests: XCTestCase {
 
     func testOrphanedProbeTimeoutDoublesTheBackoff() {
         let h = H(servers: [H.serverA, H.serverB])
-        _ = h.ask("r.test")
-        h.answer(0, rcode: .refused)
-        h.answer(1, answers: [H.a("r.test", "192.0.2.1")])
+        demoteA(h)
         h.now += 600 * Self.ms
         _ = h.ask("probe.test")
         h.answer(2, answers: [H.a("probe.test", "192.0.2.1")], afterMs: 20)
@@ -263,8 +263,11 @@ final class HealthTests: XCTestCase {
         wrong2[1] ^= 0x01
         h.deliver(wrong2, attempt: h.sends[1].attempt, from: H.serverA)
         h.run(forMs: 600)
-        XCTAssertEqual(h.sends.last?.server, H.serverB)
+        XCTAssertEqual(h.sends.map { $0.server }, [H.serverA, H.serverA, H.serverB])
         XCTAssertEqual(h.core.selector.servers[0].health, .demoted)
+        // ...and the client gets B's answer.
+        h.answer(2, answers: [H.a("w2.test", "192.0.2.2")])
+        XCTAssertEqual(h.replies.last?.1.answers.first?.rdata, .a(IPv4Address("192.0.2.2")!))
     }
 
     func testUnreadableReplyWithOurIDFailsOverAtOnce() {
@@ -319,9 +322,7 @@ final class HealthTests: XCTestCase {
 
     func testStatisticsShowHealth() {
         let h = H(servers: [H.serverA, H.serverB])
-        _ = h.ask("r.test")
-        h.answer(0, rcode: .refused)
-        h.answer(1, answers: [H.a("r.test", "192.0.2.1")])
+        demoteA(h)
         h.advance(ms: 100)
         let lines = h.core.statisticsLines()
         XCTAssertTrue(lines.contains { $0.hasPrefix("server 10.0.0.1#53:") && $0.contains("health demoted for 105ms, next probe in 395ms") }, "\(lines)")
